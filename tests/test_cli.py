@@ -1,0 +1,41 @@
+"""The ``unet`` console script: version, info, error reporting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from unet import __version__
+from unet.cli import main
+
+
+def test_version_via_console_script() -> None:
+    run = subprocess.run(["unet", "--version"], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == f"unet {__version__}"
+
+
+def test_info_json_reports_versions_device_and_model(tmp_path) -> None:
+    out = tmp_path / "info.json"
+    assert main(["info", "--json", "--model", "--out", str(out)]) == 0
+    info = json.loads(out.read_text())
+    assert info["packages"]["torch"].startswith("2.")
+    assert info["device"] in {"cuda", "mps", "cpu"}
+    assert info["threads"] >= 1
+    assert info["model"]["parameters"] == 31_030_658
+    assert (info["model"]["halo"], info["model"]["tile_input"], info["model"]["tile_output"]) == (
+        92, 572, 388,
+    )  # fmt: skip
+
+
+def test_info_text_lists_packages() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "unet", "info"], capture_output=True, text=True, check=True
+    )
+    assert "snakemake: 9." in run.stdout and "device:" in run.stdout
+
+
+def test_bad_model_value_is_one_line_error(capsys) -> None:
+    assert main(["info", "--model", "--depth", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "unet info: error: depth must be a positive integer, got 0"

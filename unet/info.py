@@ -1,0 +1,107 @@
+"""``unet info``: package versions, torch build and the compute device found."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+from typing import Any
+
+from unet import __version__
+from unet.cli_args import add_model_args, model_config
+from unet.io import write_text_atomic
+
+PACKAGES = ("snakemake", "torch", "zarr", "dask", "numpy", "scipy", "tifffile", "pandas")
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def device_info() -> dict[str, Any]:
+    """The device torch would use (cuda, then mps, then cpu) and what it offers."""
+    import torch
+
+    info: dict[str, Any] = {
+        "torch_cuda_build": torch.version.cuda,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(device="cuda", device_name=props.name, device_count=torch.cuda.device_count(),
+                    device_memory_gib=round(props.total_memory / 2**30, 1))  # fmt: skip
+    elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        info.update(device="mps", device_name="Apple MPS")
+    else:
+        info.update(device="cpu", device_name=platform.processor() or platform.machine())
+    return info
+
+
+def model_summary(model_config: dict[str, Any], tile: int = 572) -> dict[str, Any]:
+    """Parameter count, halo, pooling step and one tile's shapes for a model configuration."""
+    import torch
+
+    from unet.model import UNet
+    from unet.shapes import input_size, output_size, valid_inputs_near
+
+    with torch.device("meta"):
+        model = UNet(**model_config)
+    depth, padding = model_config.get("depth", 5), model_config.get("padding", "valid")
+    tile = valid_inputs_near(tile, depth, padding)[0] or input_size(1, depth, padding)
+    return {
+        "config": model.config,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "halo": model.halo,
+        "step": model.step,
+        "tile_input": tile,
+        "tile_output": output_size(tile, depth, padding),
+    }
+
+
+def collect(model_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything ``unet info`` reports, as a JSON-serialisable dict."""
+    info = {
+        "unet": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        **device_info(),
+    }
+    if model_config is not None:
+        info["model"] = model_summary(model_config)
+    return info
+
+
+def _run(args: argparse.Namespace) -> int:
+    info = collect(model_config(args) if args.model else None)
+    if args.json:
+        text = json.dumps(info, indent=2) + "\n"
+        if args.out:
+            write_text_atomic(args.out, text)
+        else:
+            sys.stdout.write(text)
+        return 0
+    for key, value in info.items():
+        if isinstance(value, dict):
+            for name, version in value.items():
+                print(f"{name:>18}: {version}")
+        else:
+            print(f"{key:>18}: {value}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``unet info``."""
+    p = sub.add_parser("info", help="package versions, torch build, device found, threads")
+    p.add_argument("--json", action="store_true", help="print (or write) JSON")
+    p.add_argument("--out", help="with --json: write to this file atomically")
+    p.add_argument("--model", action="store_true", help="also summarise the model configured")
+    add_model_args(p)
+    p.set_defaults(func=_run)

@@ -1,0 +1,14 @@
+rule environment:
+    output:
+        json=f"{RESULTS}/environment.json",
+    log:
+        f"{LOGS}/environment.log",
+    conda:
+        "../../envs/unet.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        model=model_args(),
+    shell:
+        "unet info --json --model {params.model} --out {output.json} > {log} 2>&1"
