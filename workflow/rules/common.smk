@@ -3,6 +3,12 @@ RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
 
 
+# Dataset names carry no dots or slashes, so {dataset}.zarr never matches
+# {dataset}.weights.zarr.
+wildcard_constraints:
+    dataset=r"[^./]+",
+
+
 def model_args(cfg=None):
     """The model section of the config as `unet` command-line flags."""
     cfg = config["model"] if cfg is None else cfg
@@ -13,3 +19,9 @@ def model_args(cfg=None):
     ]
     flags.append(f"--norm {cfg.get('norm') or 'none'}")
     return " ".join(flags)
+
+
+def class_weights_arg(cfg=None):
+    """The weights section's class_weights as a `unet weights --class-weights` value."""
+    value = (config["weights"] if cfg is None else cfg)["class_weights"]
+    return value if isinstance(value, str) else ",".join(str(v) for v in value)
