@@ -13,3 +13,21 @@ def model_args(cfg=None):
     ]
     flags.append(f"--norm {cfg.get('norm') or 'none'}")
     return " ".join(flags)
+
+
+def augment_args(cfg=None):
+    """The augmentation section of the config as `unet augment` command-line flags."""
+    cfg = config["augment"] if cfg is None else cfg
+    values = ["tile", "elastic_sigma", "grid", "brightness", "contrast", "gamma"]
+    flags = [f"--{key.replace('_', '-')} {cfg[key]}" for key in [*values, "raw_mode"]]
+    switches = ("rotation", "flip", "shift")
+    flags += [f"--{'' if cfg[key] else 'no-'}{key}" for key in switches]
+    return " ".join(flags)
+
+
+def augment_blocks(dataset):
+    """The cache blocks that training reads: none when `augment.cache` is off (on the fly)."""
+    cfg = config["augment"]
+    if not cfg["cache"]:
+        return []
+    return [f"{RESULTS}/augment/{dataset}/block-{b}.zarr" for b in range(cfg["blocks"])]
