@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/info.smk"
 include: "workflow/rules/weights.smk"
+include: "workflow/rules/augment.smk"
 
 
 rule all:

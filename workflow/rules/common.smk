@@ -25,3 +25,21 @@ def class_weights_arg(cfg=None):
     """The weights section's class_weights as a `unet weights --class-weights` value."""
     value = (config["weights"] if cfg is None else cfg)["class_weights"]
     return value if isinstance(value, str) else ",".join(str(v) for v in value)
+
+
+def augment_args(cfg=None):
+    """The augmentation section of the config as `unet augment` command-line flags."""
+    cfg = config["augment"] if cfg is None else cfg
+    values = ["tile", "elastic_sigma", "grid", "brightness", "contrast", "gamma"]
+    flags = [f"--{key.replace('_', '-')} {cfg[key]}" for key in [*values, "raw_mode"]]
+    switches = ("rotation", "flip", "shift")
+    flags += [f"--{'' if cfg[key] else 'no-'}{key}" for key in switches]
+    return " ".join(flags)
+
+
+def augment_blocks(dataset):
+    """The cache blocks that training reads: none when `augment.cache` is off (on the fly)."""
+    cfg = config["augment"]
+    if not cfg["cache"]:
+        return []
+    return [f"{RESULTS}/augment/{dataset}/block-{b}.zarr" for b in range(cfg["blocks"])]

@@ -1,0 +1,101 @@
+"""Figure: one training image under several augmentations, with the deformed grid overlaid.
+
+A regular line grid is warped with the very sampling grid that warps the image, so the
+overlay shows the transform (elastic deformation, rotation, flips) the tile went through.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from unet.augment import (
+    DEFAULT,
+    AugmentConfig,
+    Transform,
+    gray_value,
+    random_transform,
+    sampling_grid,
+)
+from unet.io import atomic_output
+from unet.warp import warp as _warp
+
+
+def grid_lines(shape: tuple[int, int], spacing: int = 32, width: int = 2) -> np.ndarray:
+    """A float32 image, 1 on horizontal and vertical lines every ``spacing`` pixels."""
+    lines = np.zeros(shape, dtype=np.float32)
+    for axis in (0, 1):
+        on = (np.arange(shape[axis]) % spacing) < width
+        if axis == 0:
+            lines[on, :] = 1
+        else:
+            lines[:, on] = 1
+    return lines
+
+
+def _identity(shape: tuple[int, int], grid: int) -> Transform:
+    return Transform(center=((shape[0] - 1) / 2, (shape[1] - 1) / 2), angle=0.0, flip=(1, 1),
+                     displacement=np.zeros((2, grid, grid)))  # fmt: skip
+
+
+def _title(t: Transform) -> str:
+    flips = "".join(a for a, f in zip("yx", t.flip, strict=True) if f < 0) or "none"
+    angle = math.degrees(t.angle)
+    return f"rot {angle:.0f} deg, flip {flips}\ngamma {t.gamma:.2f}, contrast {t.contrast:.2f}"
+
+
+def augmentation_figure(
+    raw: np.ndarray,
+    target: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    rng: np.random.Generator,
+    weight: np.ndarray | None = None,
+    config: AugmentConfig = DEFAULT,
+    n: int = 5,
+    spacing: int = 32,
+) -> Path:
+    """Write a PNG: the image and ``n`` whole-image augmentations (top: raw with the warped
+    grid in red; bottom: the warped weight map, or the target if no weight is given)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shape = raw.shape
+    lines, below = grid_lines(shape, spacing), target if weight is None else weight
+    transforms = [_identity(shape, config.grid)]
+    transforms += [random_transform(rng, shape, shape, config) for _ in range(n)]
+    fig, axes = plt.subplots(2, n + 1, figsize=(2.6 * (n + 1), 5.6), squeeze=False)
+    for col, t in enumerate(transforms):
+        coords = sampling_grid(t, shape)
+        overlay = np.zeros((*shape, 4), dtype=np.float32)
+        overlay[..., 0] = 1.0
+        overlay[..., 3] = np.clip(_warp(lines, coords, "bilinear"), 0, 1) * 0.8
+        axes[0, col].imshow(gray_value(_warp(raw, coords, config.raw_mode), t), cmap="gray",
+                            vmin=0, vmax=1)  # fmt: skip
+        axes[0, col].imshow(overlay)
+        mode = "nearest" if weight is None else "bilinear"
+        axes[1, col].imshow(_warp(below, coords, mode), cmap="magma")
+        axes[0, col].set_title("original" if col == 0 else _title(t), fontsize=8)
+        for ax in axes[:, col]:
+            ax.set_axis_off()
+    fig.suptitle(f"elastic sigma={config.elastic_sigma:g} px on a {config.grid}x{config.grid} grid,"
+                 " bicubic; labels nearest, weights bilinear", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def figure_for_block(data, path: str | os.PathLike[str], *, seed: int, block: int,
+                     config: AugmentConfig = DEFAULT, n: int = 5) -> Path:  # fmt: skip
+    """The figure for the first training slice of ``data`` (a :class:`unet.tiles.TrainingData`),
+    with augmentations drawn from (seed, block)."""
+    rng = np.random.default_rng([seed, block])
+    return augmentation_figure(data.raw[0], data.target[0], path, rng=rng,
+                               weight=data.weight[0], config=config, n=n)  # fmt: skip

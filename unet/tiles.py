@@ -1,0 +1,230 @@
+"""Training tiles: shapes from the model, sampling from the stores, the augmentation cache.
+
+Sample ``index`` of block ``block`` is drawn from its own generator
+``numpy.random.default_rng([hash(dataset), seed, block, index])``, so a block's content is a
+function of (dataset, seed, block) alone, blocks are independent jobs, and the on-the-fly
+stream (:func:`augment_stream`) yields exactly the tiles that cache blocks 0, 1, 2, ... hold.
+
+The raw training slices are scaled to [0, 1] by their own minimum and maximum
+(:func:`normalize`) before augmentation; prediction must apply the same scaling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unet import __version__
+from unet.augment import DEFAULT, AugmentConfig, AugmentedTile, augment_tile
+from unet.io import atomic_output
+
+NORMALIZATION = "per-slice min-max to [0, 1]"
+
+
+def tile_shapes(
+    depth: int = 5, padding: str = "valid", tile: int = 572
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Input and output tile shapes: the largest valid input <= ``tile`` and its output."""
+    from unet.shapes import input_size, output_size, valid_inputs_near
+
+    size = valid_inputs_near(tile, depth, padding)[0] or input_size(1, depth, padding)
+    out = output_size(size, depth, padding)
+    return (size, size), (out, out)
+
+
+def normalize(raw: np.ndarray) -> np.ndarray:
+    """Scale one slice to [0, 1] float32 by its minimum and maximum (constant -> 0)."""
+    raw = np.asarray(raw, dtype=np.float32)
+    lo, hi = float(raw.min()), float(raw.max())
+    return (raw - np.float32(lo)) / np.float32(hi - lo) if hi > lo else np.zeros_like(raw)
+
+
+@dataclass
+class TrainingData:
+    """The training slices of one dataset, in memory: normalised raw, target, weight."""
+
+    dataset: str
+    slices: list[int]
+    raw: list[np.ndarray]
+    target: list[np.ndarray]
+    weight: list[np.ndarray]
+
+
+def _open(path: str | os.PathLike[str], arrays: Sequence[str]):
+    import zarr
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such store")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable zarr group ({err})") from err
+    missing = [name for name in arrays if name not in group]
+    if missing:
+        raise ValueError(f"{path}: missing array(s) {missing}, expected {list(arrays)}")
+    return group
+
+
+def _train_slices(store: str | os.PathLike[str], attrs, depth: int) -> list[int]:
+    split = attrs.get("split")
+    train = split.get("train") if isinstance(split, dict) else None
+    if not train:
+        raise ValueError(f"{store}: attribute split['train'] is missing or empty")
+    bad = [z for z in train if not isinstance(z, int) or not 0 <= z < depth]
+    if bad:
+        raise ValueError(f"{store}: training slices {bad} are outside 0..{depth - 1}")
+    return list(train)
+
+
+def load_training(store: str | os.PathLike[str], weights: str | os.PathLike[str]) -> TrainingData:
+    """Read the training split of a canonical dataset store and its weight-map store."""
+    group = _open(store, ("raw", "semantic"))
+    wgroup = _open(weights, ("weights",))
+    raw, semantic, wmap = group["raw"], group["semantic"], wgroup["weights"]
+    if raw.ndim != 3:
+        raise ValueError(f"{store}: raw has shape {raw.shape}, expected (Z, Y, X)")
+    for path, name, array in ((store, "semantic", semantic), (weights, "weights", wmap)):
+        if array.shape != raw.shape:
+            raise ValueError(f"{path}: {name} has shape {array.shape}, expected {raw.shape}")
+    slices = _train_slices(store, dict(group.attrs), raw.shape[0])
+    return TrainingData(
+        dataset=str(group.attrs.get("dataset") or Path(store).name.removesuffix(".zarr")),
+        slices=slices,
+        raw=[normalize(raw[z]) for z in slices],
+        target=[np.asarray(semantic[z], dtype=np.uint8) for z in slices],
+        weight=[np.asarray(wmap[z], dtype=np.float32) for z in slices],
+    )
+
+
+def _stable_hash(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+
+
+def sample_rng(dataset: str, seed: int, block: int, index: int) -> np.random.Generator:
+    """The generator of one sample; the same arguments give the same stream everywhere."""
+    for name, value in (("seed", seed), ("block", block), ("index", index)):
+        if not isinstance(value, int | np.integer) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return np.random.default_rng([_stable_hash(dataset), seed, block, index])
+
+
+def sample_tile(
+    data: TrainingData,
+    *,
+    seed: int,
+    block: int,
+    index: int,
+    tile_in: tuple[int, int],
+    tile_out: tuple[int, int],
+    config: AugmentConfig = DEFAULT,
+) -> tuple[int, AugmentedTile]:
+    """Sample ``index`` of ``block``: a random training slice (its z) and an augmented tile."""
+    rng = sample_rng(data.dataset, seed, block, index)
+    i = int(rng.integers(len(data.slices)))
+    tile = augment_tile(rng, data.raw[i], data.target[i], data.weight[i],
+                        tile_in=tile_in, tile_out=tile_out, config=config)  # fmt: skip
+    return data.slices[i], tile
+
+
+def write_block(
+    data: TrainingData,
+    out: str | os.PathLike[str],
+    *,
+    block: int,
+    n: int,
+    seed: int,
+    tile_in: tuple[int, int],
+    tile_out: tuple[int, int],
+    config: AugmentConfig = DEFAULT,
+) -> Path:
+    """Write one cache block (``raw``, ``target``, ``weight``, attributes) atomically."""
+    import zarr
+    from tqdm import tqdm
+
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"--n must be an integer >= 1, got {n!r}")
+    sample_rng(data.dataset, seed, block, 0)  # validates seed and block before any work
+    with atomic_output(out) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        arrays = {
+            name: root.create_array(name, shape=(n, *shape), chunks=(1, *shape), dtype=dtype)
+            for name, shape, dtype in (("raw", tile_in, "float32"),
+                                       ("target", tile_out, "uint8"),
+                                       ("weight", tile_out, "float32"))
+        }  # fmt: skip
+        slices = []
+        for i in tqdm(range(n), desc=f"augment block {block}", unit="tile"):
+            z, tile = sample_tile(data, seed=seed, block=block, index=i, tile_in=tile_in,
+                                  tile_out=tile_out, config=config)  # fmt: skip
+            arrays["raw"][i] = tile.raw
+            arrays["target"][i] = tile.target.astype(np.uint8)
+            arrays["weight"][i] = tile.weight
+            slices.append(z)
+        root.attrs.update(
+            dataset=data.dataset, seed=seed, block=block, n=n, slices=slices,
+            tile_in=list(tile_in), tile_out=list(tile_out), augment=config.as_dict(),
+            normalization=NORMALIZATION, unet=__version__,
+        )  # fmt: skip
+    return Path(out)
+
+
+def read_block(path: str | os.PathLike[str]) -> Iterator[AugmentedTile]:
+    """The tiles of one finished cache block, in order."""
+    group = _open(path, ("raw", "target", "weight"))
+    raw, target, weight = group["raw"], group["target"], group["weight"]
+    if not raw.shape[0] == target.shape[0] == weight.shape[0]:
+        raise ValueError(f"{path}: raw, target and weight hold different numbers of tiles")
+    for i in range(raw.shape[0]):
+        yield AugmentedTile(raw=raw[i], target=target[i], weight=weight[i])
+
+
+def augment_stream(
+    data: TrainingData,
+    *,
+    seed: int,
+    per_block: int,
+    tile_in: tuple[int, int],
+    tile_out: tuple[int, int],
+    config: AugmentConfig = DEFAULT,
+    start_block: int = 0,
+) -> Iterator[AugmentedTile]:
+    """Endless on-the-fly tiles: the content of blocks ``start_block``, +1, ... in order."""
+    for block in itertools.count(start_block):
+        for index in range(per_block):
+            yield sample_tile(data, seed=seed, block=block, index=index, tile_in=tile_in,
+                              tile_out=tile_out, config=config)[1]  # fmt: skip
+
+
+def training_samples(
+    *,
+    cache: bool,
+    blocks: Sequence[str | os.PathLike[str]] = (),
+    data: TrainingData | None = None,
+    seed: int = 0,
+    per_block: int = 8,
+    tile_in: tuple[int, int] = (572, 572),
+    tile_out: tuple[int, int] = (388, 388),
+    config: AugmentConfig = DEFAULT,
+) -> Iterator[AugmentedTile]:
+    """Endless training tiles, one per ``next()``, honouring the ``augment.cache`` switch.
+
+    With ``cache`` the finished ``blocks`` are read in turn, over and over (the GPU never
+    waits for augmentation; diversity is ``len(blocks) * per_block`` tiles). Without it the
+    tiles are augmented on the fly from ``data`` (never repeating, costing CPU per step).
+    """
+    if cache:
+        if not blocks:
+            raise ValueError("augment.cache is on but no cache blocks were given")
+        for block in blocks:
+            _open(block, ("raw", "target", "weight"))
+        return itertools.chain.from_iterable(read_block(b) for b in itertools.cycle(blocks))
+    if data is None:
+        raise ValueError("augment.cache is off: training data are needed to augment on the fly")
+    return augment_stream(data, seed=seed, per_block=per_block, tile_in=tile_in,
+                          tile_out=tile_out, config=config)  # fmt: skip

@@ -1,0 +1,27 @@
+# One block of the augmentation cache: `per_block` augmented (raw, target, weight) tiles,
+# deterministic from (dataset, seed, block). Blocks are independent jobs; training asks
+# for augment_blocks(dataset) (see common.smk), so this is not part of `all`.
+rule augment:
+    input:
+        store=f"{RESULTS}/data/{{dataset}}.zarr",
+        weights=f"{RESULTS}/data/{{dataset}}.weights.zarr",
+    output:
+        block=directory(f"{RESULTS}/augment/{{dataset}}/block-{{block}}.zarr"),
+    log:
+        f"{LOGS}/augment/{{dataset}}/block-{{block}}.log",
+    wildcard_constraints:
+        block=r"0|[1-9]\d*",
+    conda:
+        "../../envs/unet.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        n=config["augment"]["per_block"],
+        seed=config["augment"]["seed"],
+        augment=augment_args(),
+        model=model_args(),
+    shell:
+        "unet augment {input.store} {input.weights} --out {output.block}"
+        " --block {wildcards.block} --n {params.n} --seed {params.seed}"
+        " --threads {threads} {params.augment} {params.model} > {log} 2>&1"
