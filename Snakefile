@@ -13,6 +13,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/info.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
