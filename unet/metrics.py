@@ -113,19 +113,9 @@ def _f_table(counts: np.ndarray, sweep: np.ndarray, name: str) -> MetricResult:
     total = counts.sum(axis=0)
     table, scores = [], []
     for th, (tp, fp, fn) in zip(sweep, total.tolist(), strict=True):
-        precision, recall, f = f_score(tp, fp, fn)
-        scores.append(f)
-        table.append(
-            dict(
-                threshold=float(th),
-                tp=tp,
-                fp=fp,
-                fn=fn,
-                precision=precision,
-                recall=recall,
-                f_score=f,
-            )
-        )
+        stats = dict(zip(("precision", "recall", "f_score"), f_score(tp, fp, fn), strict=True))
+        scores.append(stats["f_score"])
+        table.append(dict(threshold=float(th), tp=tp, fp=fp, fn=fn) | stats)
     best, th = _best(np.array([0.0, *scores]), np.array([sweep[0], *sweep]), larger=True)
     per_slice = [1.0 - max(0.0, *(f_score(*c)[2] for c in z.tolist())) for z in counts]
     return MetricResult(name, 1.0 - best, th, table, per_slice)
