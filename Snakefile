@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/info.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/augment.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
