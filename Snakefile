@@ -13,9 +13,11 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/info.smk"
+include: "workflow/rules/data.smk"
 
 
 rule all:
     default_target: True
     input:
         environment=f"{RESULTS}/environment.json",
+        dataset=f"{RESULTS}/data/{config['dataset']}.zarr",

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from unet import __version__
 
 # "module" entries, in pipeline order; each stage's issue appends its module here.
-STAGES: tuple[str, ...] = ("unet.info",)
+STAGES: tuple[str, ...] = ("unet.info", "unet.fetch")
 
 
 class UserError(Exception):
