@@ -19,8 +19,8 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
         return "an absolute path"
     if ".." in path.parts:
         return "a '..' component"
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode) or (mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+    kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver stored no Unix type
+    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
         return "a link or special file"
     return None
 

@@ -96,6 +96,8 @@ def make_split(
             )
         n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
         n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
+        n_test = min(n_test, n - 1)  # a very small dataset keeps at least one training slice
+        n_val = min(n_val, n - 1 - n_test)
         order = np.random.default_rng(seed).permutation(n).tolist()
         split = {
             "test": sorted(order[:n_test]),
@@ -105,6 +107,18 @@ def make_split(
     if not split["train"]:
         raise ValueError(f"{what}: the split leaves no training slice out of {n}")
     return {part: split[part] for part in PARTS}
+
+
+def split_of(n: int, spec: Mapping[str, Any], what: str) -> dict[str, list[int]]:
+    """:func:`make_split` from a spec {explicit, val_fraction, test_fraction, seed}."""
+    return make_split(
+        n,
+        explicit=spec.get("explicit"),
+        val_fraction=spec.get("val_fraction", 0.2),
+        test_fraction=spec.get("test_fraction", 0.0),
+        seed=spec.get("seed", 0),
+        what=what,
+    )
 
 
 def touching_border(instances: np.ndarray) -> np.ndarray:
@@ -270,12 +284,13 @@ def convert_ctc(
     *,
     dataset: str,
     source: str,
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
+    split: Mapping[str, Any],
     progress: bool = True,
 ) -> list[int]:
-    """CTC frames with SEG ground truth (extracted below ``root``) -> canonical store."""
+    """CTC frames with SEG ground truth (extracted below ``root``) -> canonical store.
+
+    ``split`` is a :func:`split_of` spec; the frames are ordered by sequence, then time.
+    """
     frames = list(_ctc_frames(Path(root), members))
     first = read_tiff(frames[0][1])
     if first.ndim != 2:
@@ -285,20 +300,22 @@ def convert_ctc(
     def slices() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for _, raw_path, seg_path in frames:
             raw, seg = read_tiff(raw_path), read_tiff(seg_path)
-            if seg.shape != raw.shape or raw.shape != first.shape or raw.dtype != first.dtype:
+            if raw.shape != first.shape or raw.dtype != first.dtype:
                 raise ValueError(
-                    f"{seg_path}: shape {seg.shape} / frame {raw_path.name} "
-                    f"{raw.dtype} {raw.shape}; expected {first.dtype} {first.shape}"
+                    f"{raw_path}: {raw.dtype} {raw.shape}; expected {first.dtype} "
+                    f"{first.shape} like {frames[0][1].name}"
+                )
+            if seg.shape != raw.shape or seg.dtype.kind not in "ui":
+                raise ValueError(
+                    f"{seg_path}: {seg.dtype} {seg.shape}; expected integer ids "
+                    f"of shape {raw.shape} like its frame {raw_path.name}"
                 )
             yield raw, seg.astype(np.uint32)
 
-    parts = make_split(
-        len(frames), val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, what=dataset
-    )
     attrs = {
         "dataset": dataset,
         "source": source,
-        "split": parts,
+        "split": split_of(len(frames), split, what=dataset),
         "format": "ctc",
         "frames": [key for key, _, _ in frames],
     }

@@ -1,113 +1,25 @@
-"""``unet fetch``: the dataset registry, and a dataset's download into its canonical zarr store.
+"""``unet fetch``: a dataset's download (mirror first) and conversion to its canonical store.
 
-Datasets: ``isbi2012`` (the challenge's three multi-page TIFFs), any Cell Tracking Challenge
-2D training set by name (its official zip), ``synthetic`` (generated), and entries added or
-overridden by the caller (``--entry``, from config ``datasets:``). Files come from the mirror
-first (``--mirror`` or ``$UNET_DATA_MIRROR``: a folder or base URL holding the same file names,
-directly or under a folder named after the dataset), then the official URL.
+Datasets come from :mod:`unet.registry` (``isbi2012``, Cell Tracking Challenge 2D training
+sets by name, ``synthetic``), with entries added or overridden by the caller (``--entry``,
+from config ``datasets:``). Files come from the mirror first (``--mirror`` or
+``$UNET_DATA_MIRROR``: a folder or base URL holding the same file names, directly or under a
+folder named after the dataset), then the official URL.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
-import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from unet.archive import safe_extract, zip_names
 from unet.download import Source, fetch_file, mirror_sources, read_lock
-
-ISBI_URL = "http://brainiac2.mit.edu/isbi_challenge/sites/default/files/{file}"
-CTC_URL = "https://data.celltrackingchallenge.net/training-datasets/{name}.zip"
-CTC_NAME = re.compile(r"^(?:BF|DIC|Fluo|PhC)-[CN]2D[HL]-[A-Za-z0-9+]+$")
-FORMATS = ("isbi2012", "ctc", "synthetic")
-# sha256 of the files of the project's offline mirror (rebuilt copies; see its README)
-_MIRROR_SHA256 = {
-    "train-volume.tif": "ffd3f1d01cfe6c11c95a9a68238e20d91d393906710a66d52de75405aaf501ca",
-    "train-labels.tif": "b68ad8c084464014b38c6d5966048dabe033df9d0b4fd87ae28c83e1c4db4b57",
-    "test-volume.tif": "046fbb869a953f1ffa63a9722849fe0aa693ad7a21aa9278a2bff2397d00b16f",
-    "Fluo-N2DL-HeLa.zip": "a60264af0a7d55c308dbbe7056f39940e39f9e72b123d9eacff7572761e1a4ca",
-}
-ISBI_FILES = ("train-volume.tif", "train-labels.tif", "test-volume.tif")
-
-REGISTRY: dict[str, dict[str, Any]] = {
-    "isbi2012": {
-        "format": "isbi2012",
-        "files": {
-            name: {
-                "url": ISBI_URL.format(file=name),
-                "sha256": None,
-                "mirror_sha256": _MIRROR_SHA256[name],
-            }
-            for name in ISBI_FILES
-        },
-        "split": {"train": "0-19", "val": "20-24", "test": ""},
-    },
-    "synthetic": {"format": "synthetic"},
-}
-
-
-def dataset_entry(name: str, override: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The registry entry of ``name`` (CTC 2D training sets by name), merged with ``override``."""
-    entry = copy.deepcopy(REGISTRY.get(name, {}))
-    if not entry and CTC_NAME.match(name):
-        file = f"{name}.zip"
-        entry = {
-            "format": "ctc",
-            "files": {
-                file: {
-                    "url": CTC_URL.format(name=name),
-                    "sha256": None,
-                    "mirror_sha256": _MIRROR_SHA256.get(file),
-                }
-            },
-        }
-    for key, value in (override or {}).items():
-        if key == "files" and isinstance(value, dict):
-            files = entry.setdefault("files", {})
-            for file, spec in value.items():
-                files[file] = {**files.get(file, {}), **(spec or {})}
-        else:
-            entry[key] = value
-    if not entry:
-        raise ValueError(
-            f"unknown dataset {name!r}; expected isbi2012, synthetic, a Cell Tracking "
-            f"Challenge 2D training set (e.g. Fluo-N2DL-HeLa) or a config entry"
-        )
-    if entry.get("format") not in FORMATS:
-        raise ValueError(
-            f"dataset {name!r}: format {entry.get('format')!r} is not one of {FORMATS}"
-        )
-    if entry["format"] != "synthetic" and not entry.get("files"):
-        raise ValueError(f"dataset {name!r}: no files to download")
-    return entry
-
-
-def _get(
-    name: str,
-    entry: dict[str, Any],
-    file: str,
-    cache: Path,
-    mirror: str | None,
-    net: dict[str, Any],
-) -> Path:
-    spec = entry["files"].get(file)
-    if spec is None:
-        raise ValueError(f"dataset {name!r}: the registry entry lacks the file {file}")
-    sources = mirror_sources(mirror, [f"{name}/{file}", file])
-    if spec.get("url"):
-        sources.append(Source("official", spec["url"]))
-    hashes = {"official": spec.get("sha256"), "mirror": spec.get("mirror_sha256")}
-    return fetch_file(file, cache, sources, hashes, **net)
-
-
-def _provenance(cache: Path, files: list[str]) -> dict[str, Any]:
-    lock = read_lock(cache)
-    return {file: {k: lock.get(file, {}).get(k) for k in ("location", "sha256")} for file in files}
+from unet.registry import ISBI_FILES, dataset_entry
 
 
 def fetch_dataset(
@@ -126,62 +38,110 @@ def fetch_dataset(
     """Write ``out_dir/{name}.zarr`` (and ``{name}-test.zarr`` for unlabelled slices).
 
     ``stores`` is "all", "labelled" or "test"; ``split`` holds ``val_fraction``,
-    ``test_fraction`` and ``seed`` (used where the entry has no explicit split); ``synthetic``
-    holds ``slices``, ``seed`` and :class:`unet.synthetic.SyntheticParams` fields; ``net``
-    the download's ``timeout``, ``retries``, ``backoff``, ``progress``. Returns the cells per
-    slice of each store written.
+    ``test_fraction`` and ``seed`` (used where the entry has no explicit ``split``);
+    ``synthetic`` holds ``slices``, ``seed`` and :class:`unet.synthetic.SyntheticParams`
+    fields; ``net`` the download's ``timeout``, ``retries``, ``backoff``, ``progress``.
+    Returns the cells per slice of each store written (empty for an unlabelled store).
     """
-    from unet import datasets
-
     entry = dataset_entry(name, override)
     out_dir, fmt = Path(out_dir), entry["format"]
-    cache = Path(cache) if cache else out_dir / "downloads" / name
-    split, net = split or {}, net or {}
-    progress = bool(net.get("progress", True))
-    labelled, test = out_dir / f"{name}.zarr", out_dir / f"{name}-test.zarr"
     if stores == "test" and fmt != "isbi2012":
         raise ValueError(f"dataset {name!r} ({fmt}) has no unlabelled test slices")
+    job = _Job(
+        name,
+        entry,
+        out_dir,
+        Path(cache) if cache else out_dir / "downloads" / name,
+        mirror,
+        {**(split or {}), "explicit": entry.get("split")},
+        net or {},
+    )
     if fmt == "synthetic":
-        return {labelled.name: _write_synthetic(name, labelled, split, synthetic or {}, progress)}
+        return {f"{name}.zarr": _write_synthetic(job, synthetic or {})}
     if fmt == "isbi2012":
-        files = {"all": ISBI_FILES, "labelled": ISBI_FILES[:2], "test": ISBI_FILES[2:]}[stores]
-        for file in files:
-            _get(name, entry, file, cache, mirror, net)
-        written = datasets.convert_isbi(
-            cache,
-            labelled if stores != "test" else None,
-            test if stores != "labelled" else None,
-            dataset=name,
-            source=json.dumps(_provenance(cache, list(files))),
-            split=entry.get("split") or {},
-            progress=progress,
+        return _fetch_isbi(job, stores)
+    return _fetch_ctc(job, max_extract_bytes)
+
+
+@dataclass
+class _Job:
+    name: str
+    entry: dict[str, Any]
+    out_dir: Path
+    cache: Path
+    mirror: str | None
+    split: dict[str, Any]
+    net: dict[str, Any]
+
+    @property
+    def progress(self) -> bool:
+        return bool(self.net.get("progress", True))
+
+    def get(self, file: str) -> Path:
+        """Bring one of the entry's files into the cache (mirror first)."""
+        spec = self.entry["files"].get(file)
+        if spec is None:
+            raise ValueError(f"dataset {self.name!r}: the registry entry lacks the file {file}")
+        sources = mirror_sources(self.mirror, [f"{self.name}/{file}", file])
+        if spec.get("url"):
+            sources.append(Source("official", spec["url"]))
+        hashes = {"official": spec.get("sha256"), "mirror": spec.get("mirror_sha256")}
+        return fetch_file(file, self.cache, sources, hashes, **self.net)
+
+    def provenance(self, files: list[str]) -> str:
+        """Where each file came from and its sha256, as JSON (the store's ``source``)."""
+        lock = read_lock(self.cache)
+        return json.dumps(
+            {f: {k: lock.get(f, {}).get(k) for k in ("location", "sha256")} for f in files}
         )
-        parts = {labelled.name: written} if stores != "test" else {}
-        return parts | ({test.name: []} if stores != "labelled" else {})
-    file = next(f for f in entry["files"] if f.endswith(".zip"))
-    archive = _get(name, entry, file, cache, mirror, net)
+
+
+def _fetch_isbi(job: _Job, stores: str) -> dict[str, list[int]]:
+    from unet import datasets
+
+    files = {"all": ISBI_FILES, "labelled": ISBI_FILES[:2], "test": ISBI_FILES[2:]}[stores]
+    for file in files:
+        job.get(file)
+    labelled = job.out_dir / f"{job.name}.zarr" if stores != "test" else None
+    test = job.out_dir / f"{job.name}-test.zarr" if stores != "labelled" else None
+    counts = datasets.convert_isbi(
+        job.cache,
+        labelled,
+        test,
+        dataset=job.name,
+        source=job.provenance(list(files)),
+        split=job.split["explicit"] or {},
+        progress=job.progress,
+    )
+    return ({labelled.name: counts} if labelled else {}) | ({test.name: []} if test else {})
+
+
+def _fetch_ctc(job: _Job, max_extract_bytes: int) -> dict[str, list[int]]:
+    from unet import datasets
+
+    zips = [f for f in job.entry["files"] if f.endswith(".zip")]
+    if not zips:
+        raise ValueError(f"dataset {job.name!r}: a ctc entry needs a .zip file")
+    archive = job.get(zips[0])
     members = datasets.ctc_members(zip_names(archive), str(archive))
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".extract-") as tmp:
+    out = job.out_dir / f"{job.name}.zarr"
+    with tempfile.TemporaryDirectory(dir=job.cache, prefix=".extract-") as tmp:
         safe_extract(
             archive, Path(tmp), max_bytes=max_extract_bytes, select=set(members).__contains__
         )
-        written = datasets.convert_ctc(
+        counts = datasets.convert_ctc(
             Path(tmp),
             members,
-            labelled,
-            dataset=name,
-            source=json.dumps(_provenance(cache, [file])),
-            val_fraction=split.get("val_fraction", 0.2),
-            test_fraction=split.get("test_fraction", 0.0),
-            seed=split.get("seed", 0),
-            progress=progress,
+            out,
+            dataset=job.name,
+            source=job.provenance(zips[:1]),
+            split=job.split,
+            progress=job.progress,
         )
-    return {labelled.name: written}
+    return {out.name: counts}
 
 
-def _write_synthetic(
-    name: str, out: Path, split: dict[str, Any], opts: dict[str, Any], progress: bool
-) -> list[int]:
+def _write_synthetic(job: _Job, opts: dict[str, Any]) -> list[int]:
     from unet import datasets
     from unet.synthetic import SyntheticParams, synthetic_slices
 
@@ -189,15 +149,9 @@ def _write_synthetic(
     slices, seed = int(opts.pop("slices", 16)), int(opts.pop("seed", 0))
     params = SyntheticParams(**opts)
     params.check()
-    parts = datasets.make_split(
-        slices,
-        val_fraction=split.get("val_fraction", 0.2),
-        test_fraction=split.get("test_fraction", 0.0),
-        seed=split.get("seed", 0),
-        what=name,
-    )
+    parts = datasets.split_of(slices, job.split, what=job.name)
     attrs = {
-        "dataset": name,
+        "dataset": job.name,
         "source": f"unet.synthetic seed={seed} {params}",
         "split": parts,
         "format": "synthetic",
@@ -205,12 +159,12 @@ def _write_synthetic(
     }
     shape = (slices, params.size, params.size)
     return datasets.write_store(
-        out,
+        job.out_dir / f"{job.name}.zarr",
         synthetic_slices(slices, seed, params),
         shape=shape,
         raw_dtype="uint8",
         attrs=attrs,
-        progress=progress,
+        progress=job.progress,
     )
 
 

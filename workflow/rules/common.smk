@@ -1,5 +1,7 @@
 # Helpers shared by the workflow steps: paths and command-line fragments from config.
+import json
 import os
+import shlex
 
 RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
@@ -19,9 +21,6 @@ def model_args(cfg=None):
 
 def fetch_args(wildcards):
     """`unet fetch` flags for a dataset: its config entry, the split, synthetic settings, mirror."""
-    import json
-    import shlex
-
     entry = (config.get("datasets") or {}).get(wildcards.dataset)
     split = config["split"]
     flags = [
