@@ -14,7 +14,7 @@ import zarr
 from scipy import ndimage
 
 from unet.cli import main
-from unet.datasets import FOUR_CONNECTED, make_split, parse_indices, touching_border
+from unet.datasets import FOUR_CONNECTED, make_split, parse_indices, read_tiff, touching_border
 
 
 def _fetch(name: str, out: Path, mirror: Path, *extra: str) -> Path:
@@ -178,3 +178,14 @@ def test_split_explicit_and_seeded() -> None:
 def test_split_errors_are_clear(n, explicit, message) -> None:
     with pytest.raises(ValueError, match=message):
         make_split(n, explicit=explicit)
+
+
+@pytest.mark.parametrize("keep", [8, 100, 0.5, 0.9])
+def test_damaged_tiffs_are_one_line_errors(tmp_path, keep) -> None:
+    data = np.random.default_rng(0).integers(0, 255, (5, 64, 64), np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", data, compression="zlib", photometric="minisblack")
+    whole = (tmp_path / "a.tif").read_bytes()
+    cut = keep if isinstance(keep, int) else int(len(whole) * keep)
+    (tmp_path / "a.tif").write_bytes(whole[:cut])
+    with pytest.raises(ValueError, match=r"a.tif: (not a readable|corrupt or truncated) TIFF"):
+        read_tiff(tmp_path / "a.tif")

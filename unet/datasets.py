@@ -25,8 +25,10 @@ _SEG = re.compile(r"^(?P<prefix>(?:.*/)?)(?P<seq>\d+)_GT/SEG/man_seg(?P<t>\d+)\.
 
 
 class _Collect(logging.Handler):
+    """Collects tifffile's error records (it logs damaged structures and reads on)."""
+
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.ERROR)
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -95,13 +95,12 @@ def _get_once(url: str, part: Path, timeout: float, progress: bool) -> None:
         raise
     with resp:
         length = resp.headers.get("Content-Length")
-        if (
-            start
-            and resp.status == 206
-            and resp.headers.get("Content-Range", "").startswith(f"bytes {start}-")
-        ):
+        if resp.status == 206:  # a resume: only from exactly where our part ends
+            if not resp.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+                part.unlink(missing_ok=True)
+                raise _Retry(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
             mode, total = "ab", None if length is None else start + int(length)
-        else:  # the server ignored the Range header: start again
+        else:  # a whole file (the server ignored or was not sent a Range header)
             mode, total, start = "wb", None if length is None else int(length), 0
         with open(part, mode) as fh, _bar(total, start, Path(part.name).stem, progress) as bar:
             while block := resp.read(CHUNK):

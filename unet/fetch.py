@@ -173,7 +173,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "fetch",
         help="download a dataset into its canonical zarr store",
-        description=__doc__.splitlines()[0],
+        description="Download a dataset (mirror first, resumable, sha256-checked) and write its "
+        "canonical zarr store OUT/DATASET.zarr (+ OUT/DATASET-test.zarr for unlabelled slices).",
     )
     p.add_argument("dataset", help="isbi2012, synthetic, a CTC 2D training set name, ...")
     p.add_argument("--out", required=True, type=Path, help="folder for DATASET.zarr")
