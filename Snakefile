@@ -13,6 +13,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/info.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/augment.smk"
 include: "workflow/rules/evaluate.smk"
@@ -22,3 +23,6 @@ rule all:
     default_target: True
     input:
         environment=f"{RESULTS}/environment.json",
+        dataset=f"{RESULTS}/data/{config['dataset']}.zarr",
+        weights=f"{RESULTS}/data/{config['dataset']}.weights.zarr",
+        augment=augment_blocks(config["dataset"]),

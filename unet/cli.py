@@ -17,7 +17,13 @@ from collections.abc import Sequence
 from unet import __version__
 
 # "module" entries, in pipeline order; each stage's issue appends its module here.
-STAGES: tuple[str, ...] = ("unet.info", "unet.weights", "unet.augment", "unet.evaluate")
+STAGES: tuple[str, ...] = (
+    "unet.info",
+    "unet.fetch",
+    "unet.weights",
+    "unet.augment",
+    "unet.evaluate",
+)
 
 
 class UserError(Exception):

@@ -1,0 +1,151 @@
+"""Downloads against a real HTTP server on 127.0.0.1: resume, retries, checksums, lock, mirror."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _http_server import Behaviour, serve
+
+from unet.cli import UserError
+from unet.download import LOCK_NAME, Source, fetch_file, mirror_sources, sha256_file
+
+DATA = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+SHA = hashlib.sha256(DATA).hexdigest()
+FAST = {"timeout": 2.0, "retries": 2, "backoff": 0.01, "progress": False}
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Behaviour]]:
+    how = Behaviour(files={"/files/data.bin": DATA})
+    with serve(how) as url:
+        yield url, how
+
+
+def _official(url: str) -> list[Source]:
+    return [Source("official", f"{url}/files/data.bin")]
+
+
+def _leftovers(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir() if p.name != LOCK_NAME) if cache.exists() else []
+
+
+def test_full_download_verified_and_recorded(server, tmp_path) -> None:
+    url, how = server
+    path = fetch_file("data.bin", tmp_path, _official(url), {"official": SHA}, **FAST)
+    assert path.read_bytes() == DATA and _leftovers(tmp_path) == ["data.bin"]
+    lock = json.loads((tmp_path / LOCK_NAME).read_text())["files"]["data.bin"]
+    assert lock == {
+        "sha256": SHA,
+        "source": "official",
+        "location": f"{url}/files/data.bin",
+        "size": len(DATA),
+    }
+    fetch_file("data.bin", tmp_path, _official(url), {"official": SHA}, **FAST)
+    assert len(how.requests) == 1  # a verified cached file is not fetched again
+
+
+def test_resume_after_a_cut_with_range(server, tmp_path) -> None:
+    url, how = server
+    how.cuts = [120_000]
+    path = fetch_file("data.bin", tmp_path, _official(url), {"official": SHA}, **FAST)
+    assert path.read_bytes() == DATA
+    assert [r for _, r in how.requests] == [None, "bytes=120000-"]
+    assert _leftovers(tmp_path) == ["data.bin"]
+
+
+def test_partial_file_is_resumed_by_a_later_run(server, tmp_path) -> None:
+    url, how = server
+    how.cuts = [100_000]
+    with pytest.raises(UserError, match=r"/files/data.bin: download failed after 1 tries"):
+        fetch_file("data.bin", tmp_path, _official(url), {}, **{**FAST, "retries": 0})
+    assert not (tmp_path / "data.bin").exists()
+    (part,) = tmp_path.glob(".data.bin.*.part")
+    assert part.stat().st_size == 100_000
+    path = fetch_file("data.bin", tmp_path, _official(url), {}, **FAST)
+    assert path.read_bytes() == DATA and how.requests[-1][1] == "bytes=100000-"
+    assert _leftovers(tmp_path) == ["data.bin"]
+
+
+def test_server_ignoring_range_restarts_cleanly(server, tmp_path) -> None:
+    url, how = server
+    how.cuts, how.ranges = [50_000], False
+    path = fetch_file("data.bin", tmp_path, _official(url), {"official": SHA}, **FAST)
+    assert path.read_bytes() == DATA
+
+
+def test_checksum_mismatch_leaves_nothing(server, tmp_path) -> None:
+    url, _ = server
+    wrong = "0" * 64
+    with pytest.raises(
+        ValueError, match=rf"/files/data.bin: sha256 {SHA} does not match .*{wrong}"
+    ):
+        fetch_file("data.bin", tmp_path, _official(url), {"official": wrong}, **FAST)
+    assert _leftovers(tmp_path) == []
+
+
+def test_http_404_is_not_retried(server, tmp_path) -> None:
+    url, how = server
+    missing = [Source("official", f"{url}/files/nope.bin")]
+    with pytest.raises(
+        FileNotFoundError, match=r"nope.bin: not found; tried .*/files/nope.bin: HTTP 404"
+    ):
+        fetch_file("nope.bin", tmp_path, missing, {}, **FAST)
+    assert len(how.requests) == 1 and _leftovers(tmp_path) == []
+
+
+def test_timeout_is_retried_then_reported(server, tmp_path) -> None:
+    url, how = server
+    how.delay = 1.0
+    with pytest.raises(
+        UserError, match=r"/files/data.bin: download failed after 2 tries: timed out"
+    ):
+        fetch_file(
+            "data.bin", tmp_path, _official(url), {}, **{**FAST, "timeout": 0.2, "retries": 1}
+        )
+    assert len(how.requests) == 2 and not (tmp_path / "data.bin").exists()
+
+
+def test_lock_file_guards_later_uses(server, tmp_path) -> None:
+    url, how = server
+    fetch_file("data.bin", tmp_path, _official(url), {}, **FAST)  # no known hash: recorded
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["files"]["data.bin"]["sha256"] == SHA
+    (tmp_path / "data.bin").write_bytes(DATA[:-1] + b"x")  # the cached copy goes bad
+    with pytest.raises(ValueError, match=rf"data.bin: sha256 .* does not match {SHA} recorded"):
+        fetch_file("data.bin", tmp_path, _official(url), {}, **FAST)
+    (tmp_path / "data.bin").unlink()
+    how.files["/files/data.bin"] = DATA[::-1]  # the server now sends other bytes
+    with pytest.raises(ValueError, match=r"recorded for data\.bin"):
+        fetch_file("data.bin", tmp_path, _official(url), {}, **FAST)
+    assert _leftovers(tmp_path) == []
+
+
+def test_mirror_folder_first_then_official(server, tmp_path) -> None:
+    url, how = server
+    mirror = tmp_path / "mirror"
+    (mirror / "ds").mkdir(parents=True)
+    (mirror / "ds" / "data.bin").write_bytes(DATA)
+    os.chmod(mirror / "ds" / "data.bin", 0o444)
+    stamp = (mirror / "ds" / "data.bin").stat().st_mtime_ns
+    sources = [*mirror_sources(str(mirror), ["ds/data.bin", "data.bin"]), *_official(url)]
+    fetch_file("data.bin", tmp_path / "a", sources, {"mirror": SHA}, **FAST)
+    assert how.requests == [] and (mirror / "ds" / "data.bin").stat().st_mtime_ns == stamp
+    assert sha256_file(mirror / "ds" / "data.bin") == SHA
+    sources = [*mirror_sources(str(tmp_path / "empty"), ["data.bin"]), *_official(url)]
+    fetch_file("data.bin", tmp_path / "b", sources, {"official": SHA}, **FAST)
+    assert len(how.requests) == 1
+
+
+def test_mirror_base_url(server, tmp_path) -> None:
+    url, how = server
+    how.files["/mirror/ds/data.bin"] = DATA
+    sources = mirror_sources(f"{url}/mirror/", ["ds/data.bin", "data.bin"])
+    assert [s.location for s in sources] == [f"{url}/mirror/ds/data.bin", f"{url}/mirror/data.bin"]
+    path = fetch_file("data.bin", tmp_path, sources, {"mirror": SHA}, **FAST)
+    lock = json.loads((tmp_path / LOCK_NAME).read_text())["files"]["data.bin"]
+    assert path.read_bytes() == DATA and lock["source"] == "mirror"
