@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,21 @@ def shared_datasets() -> Path:
     if not path.is_dir():
         pytest.skip(f"offline mirror {path} not present")
     return path
+
+
+def run_snakemake(
+    workdir: Path,
+    *args: str,
+    configfiles: tuple[Path | str, ...] = (),
+    allowed_rules: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run the repository's workflow for real in ``workdir`` (targets and flags in ``args``).
+
+    ``configfiles`` are layered over config.yaml; ``allowed_rules`` limits what may run.
+    """
+    cmd = ["snakemake", *args, "--snakefile", str(REPO / "Snakefile"), "--directory",
+           str(workdir), "--cores", "2", "--configfile", str(REPO / "config.yaml"),
+           *map(str, configfiles)]  # fmt: skip
+    if allowed_rules:
+        cmd += ["--allowed-rules", *allowed_rules]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 import zarr
+from conftest import run_snakemake
 from scipy import ndimage
 
 from unet import metrics
@@ -238,19 +238,7 @@ def test_evaluate_rule_runs_in_snakemake(repo: Path, tmp_path: Path, pair) -> No
         semantic=(gt > 0).astype(np.uint8),
     )
     _group(tmp_path / "results/predict/toy.zarr", None, probability=prob)
-    cmd = [
-        "snakemake",
-        "--snakefile",
-        str(repo / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(repo / "config.yaml"),
-        "--cores",
-        "2",
-        "results/eval/toy.json",
-    ]
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=repo)
+    run = run_snakemake(tmp_path, "results/eval/toy.json")
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((tmp_path / "results/eval/toy.json").read_text())
     assert report["slices"] == [1, 2] and set(report["metrics"]) >= {"warping_error", "seg"}

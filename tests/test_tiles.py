@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from conftest import run_snakemake
 from scipy import ndimage
 
 from unet.cli import main
@@ -161,32 +161,31 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(stores, tmp_path, caps
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
 
-def _snakemake(repo: Path, workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = ["snakemake", *args, "--snakefile", str(repo / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(repo / "config.yaml"), str(workdir / "small.yaml"),
-           "--cores", "2", "--allowed-rules", "augment"]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=repo)
-
-
 def test_rule_writes_blocks_and_regenerates_only_what_changed(repo, tmp_path) -> None:
     make_stores(tmp_path / "results" / "data")
     small = "model: {depth: 3}\naugment: {tile: 60, per_block: 2, seed: %d}\n"
     (tmp_path / "small.yaml").write_text(small % 0)
     blocks = [tmp_path / f"results/augment/toy/block-{b}.zarr" for b in range(2)]
     targets = [str(b.relative_to(tmp_path)) for b in blocks]
-    run = _snakemake(repo, tmp_path, *targets)
+    run = run_snakemake(
+        tmp_path, *targets, configfiles=(tmp_path / "small.yaml",), allowed_rules=("augment",)
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     first = [_arrays(b) for b in blocks]
     assert first[0]["raw"].shape == (2, 60, 60) and first[0]["target"].shape == (2, 20, 20)
     assert "augment block 1" in (tmp_path / "results/logs/augment/toy/block-1.log").read_text()
     stamp = (blocks[0] / "zarr.json").stat().st_mtime_ns
     shutil.rmtree(blocks[1])  # a deleted block is regenerated, bit-identical, alone
-    run = _snakemake(repo, tmp_path, *targets)
+    run = run_snakemake(
+        tmp_path, *targets, configfiles=(tmp_path / "small.yaml",), allowed_rules=("augment",)
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert (blocks[0] / "zarr.json").stat().st_mtime_ns == stamp
     assert _arrays(blocks[1])["raw"].tobytes() == first[1]["raw"].tobytes()
     (tmp_path / "small.yaml").write_text(small % 1)  # a new seed regenerates every block
-    run = _snakemake(repo, tmp_path, *targets)
+    run = run_snakemake(
+        tmp_path, *targets, configfiles=(tmp_path / "small.yaml",), allowed_rules=("augment",)
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert all(
         _arrays(b)["raw"].tobytes() != f["raw"].tobytes()

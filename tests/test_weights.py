@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from conftest import run_snakemake
 from scipy import ndimage
 
 from unet.cli import main
@@ -285,21 +286,7 @@ def test_snakemake_rule_writes_the_weight_store(repo: Path, tmp_path: Path) -> N
         tmp_path / "results" / "data" / "toy.zarr", random_instances((32, 48), 6, 6, True)[None]
     )
     target = "results/data/toy.weights.zarr"
-    cmd = [
-        "snakemake",
-        target,
-        "--snakefile",
-        str(repo / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(repo / "config.yaml"),
-        "--cores",
-        "2",
-        "--allowed-rules",
-        "weights",
-    ]
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=repo)
+    run = run_snakemake(tmp_path, target, allowed_rules=("weights",))
     assert run.returncode == 0, run.stderr[-3000:]
     group = zarr.open_group(tmp_path / target, mode="r")
     assert (group.attrs["w0"], group.attrs["sigma"], group.attrs["class_weights"]) == (

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import zarr
-
-
-def _snakemake(repo: Path, workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = ["snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(repo / "config.yaml"), "--cores", "2", *args]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=repo)
+from conftest import run_snakemake
 
 
 def test_default_pipeline_runs_end_to_end(repo: Path, tmp_path: Path) -> None:
-    run = _snakemake(repo, tmp_path)
+    run = run_snakemake(tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     info = json.loads((tmp_path / "results" / "environment.json").read_text())
     assert info["model"]["parameters"] == 31_030_658
@@ -33,14 +27,14 @@ def test_default_pipeline_runs_end_to_end(repo: Path, tmp_path: Path) -> None:
         )
         assert cache["raw"].shape == (8, 572, 572) and cache["target"].shape == (8, 388, 388)
         assert set(np.unique(cache["target"][:])) <= {0, 1}
-    again = _snakemake(repo, tmp_path)
+    again = run_snakemake(tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stderr
 
 
 def test_bad_config_value_is_rejected_by_the_schema(repo: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  depth: 0\n")
-    run = _snakemake(repo, tmp_path, "--configfile", str(bad), "-n")
+    run = run_snakemake(tmp_path, "-n", configfiles=(bad,))
     assert run.returncode != 0
     out = run.stdout + run.stderr
     assert "0 is less than the minimum of 1" in out and "['model']['depth']" in out
@@ -50,7 +44,7 @@ def test_fetch_rule_writes_the_synthetic_store_offline(repo: Path, tmp_path: Pat
     small = tmp_path / "small.yaml"
     small.write_text("synthetic:\n  slices: 4\n  size: 64\n  cell_diameter: 12.0\n")
     target = "results/data/synthetic.zarr"
-    run = _snakemake(repo, tmp_path, target, "--configfile", str(small))
+    run = run_snakemake(tmp_path, target, configfiles=(small,))
     assert run.returncode == 0, run.stderr[-3000:]
     root = zarr.open_group(tmp_path / target, mode="r")
     assert root["raw"].shape == (4, 64, 64) and root["raw"].dtype == np.uint8
@@ -60,10 +54,10 @@ def test_fetch_rule_writes_the_synthetic_store_offline(repo: Path, tmp_path: Pat
         "synthetic.zarr: raw (4, 64, 64) uint8"
         in (tmp_path / "results/logs/fetch/synthetic.log").read_text()
     )
-    again = _snakemake(repo, tmp_path, target, "--configfile", str(small))
+    again = run_snakemake(tmp_path, target, configfiles=(small,))
     assert again.returncode == 0 and "Nothing to be done" in again.stderr
     small.write_text(small.read_text() + "  seed: 1\n")  # a changed parameter reruns the rule
-    changed = _snakemake(repo, tmp_path, target, "-n", "--configfile", str(small))
+    changed = run_snakemake(tmp_path, target, "-n", configfiles=(small,))
     assert changed.returncode == 0 and "fetch" in changed.stdout
 
 
@@ -72,7 +66,7 @@ def test_fetch_rule_isbi_from_the_config_mirror(
 ) -> None:
     mirror = tmp_path / "mirror.yaml"
     mirror.write_text(f"dataset: isbi2012\ndownload:\n  mirror: {shared_datasets}\n")
-    run = _snakemake(repo, tmp_path, "results/data/isbi2012-test.zarr", "--configfile", str(mirror))
+    run = run_snakemake(tmp_path, "results/data/isbi2012-test.zarr", configfiles=(mirror,))
     assert run.returncode == 0, run.stderr[-3000:]
     data = tmp_path / "results" / "data"
     assert zarr.open_group(data / "isbi2012.zarr", mode="r")["raw"].shape == (25, 512, 512)
