@@ -233,7 +233,7 @@ def _run(args: argparse.Namespace) -> int:
     write_block(data, args.out, block=args.block, n=args.n, seed=args.seed,
                 tile_in=tile_in, tile_out=tile_out, config=config)  # fmt: skip
     if args.figure:
-        from unet.augment_plot import figure_for_block
+        from unet.figures import figure_for_block
 
         figure_for_block(data, args.figure, seed=args.seed, block=args.block, config=config)
     print(f"wrote {args.n} tiles {tile_in} -> {tile_out} to {args.out}")

@@ -91,7 +91,7 @@ def cutoff_radius(w0: float, sigma: float, w_background: float) -> float:
     return sigma * math.sqrt(2.0 * math.log(w0 / negligible))
 
 
-def _consecutive(instances: np.ndarray) -> np.ndarray:
+def consecutive_labels(instances: np.ndarray) -> np.ndarray:
     """The labels as intp, renumbered 1..n when ids are missing (sparse or huge ids)."""
     if instances.size == 0 or instances.max() == 0:
         return instances.astype(np.intp)
@@ -119,7 +119,7 @@ def two_nearest_distances(
     """
     from scipy import ndimage
 
-    labels = _consecutive(_check_instances(instances))
+    labels = consecutive_labels(_check_instances(instances))
     d1 = np.full(labels.shape, np.inf)
     d2 = np.full(labels.shape, np.inf)
     grow = math.ceil(radius) if math.isfinite(radius) else max(labels.shape, default=0)
@@ -161,36 +161,6 @@ def weight_map(
         total = d1[background] + d2[background]
         weights[background] += w0 * np.exp(-(total * total) / (2.0 * sigma * sigma))
     return weights.astype(np.float32)
-
-
-def save_figure(raw: np.ndarray, instances: np.ndarray, weights: np.ndarray, path: Path) -> None:
-    """Raw image, instance boundaries and weight map side by side (the paper's Fig. 3)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy import ndimage
-
-    from unet.io import atomic_output
-
-    labels = _consecutive(instances)
-    edges = ndimage.maximum_filter(labels, 3) != ndimage.minimum_filter(labels, 3)
-    colours = np.random.default_rng(0).uniform(0.2, 1.0, (int(labels.max()) + 1, 3))
-    overlay = np.where((labels > 0)[..., None], colours[labels], 0.0)
-    overlay[edges] = 1.0
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained")
-    axes[0].imshow(raw, cmap="gray")
-    axes[1].imshow(overlay, interpolation="nearest")
-    image = axes[2].imshow(weights, cmap="jet")
-    fig.colorbar(image, ax=axes[2], shrink=0.8, label="w(x)")
-    cells = len(np.unique(labels)) - int(labels.min() == 0)
-    titles = ("raw image", f"{cells} instances and their boundaries", "weight map")
-    for ax, title in zip(axes, titles, strict=True):
-        ax.set_title(title)
-        ax.set_axis_off()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def parse_class_weights(text: str) -> ClassWeights:
@@ -272,7 +242,8 @@ def compute_store(
     The labels are ``instances`` with the pixels that ``semantic`` (if present: the training
     target) calls background set to 0, so gaps between touching cells get the border term.
     Slices are computed in ``threads`` threads; ``out`` appears only when complete.
-    ``figure``: also write :func:`save_figure` of ``figure_slice`` (default: first train).
+    ``figure``: also write :func:`unet.figures.weights_figure` of ``figure_slice``
+    (default: the first training slice).
     """
     import zarr
     from tqdm import tqdm
@@ -310,7 +281,9 @@ def compute_store(
             shown = weights if z == figure_slice else shown
     if figure is not None:
         raw = np.asarray(group["raw"][figure_slice])
-        save_figure(raw, _labels(instances, semantic, figure_slice), shown, figure)
+        from unet.figures import weights_figure
+
+        weights_figure(raw, _labels(instances, semantic, figure_slice), shown, figure)
 
 
 def _run(args: argparse.Namespace) -> int:

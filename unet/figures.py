@@ -1,7 +1,11 @@
-"""Figure: one training image under several augmentations, with the deformed grid overlaid.
+"""Report figures (PNG, written atomically): weight maps and augmentations.
 
-A regular line grid is warped with the very sampling grid that warps the image, so the
-overlay shows the transform (elastic deformation, rotation, flips) the tile went through.
+- :func:`weights_figure`: raw image, instance boundaries and weight map side by side, as
+  the paper's Fig. 3.
+- :func:`augmentation_figure`: one training image under several augmentations with the
+  deformed grid overlaid. A regular line grid is warped with the very sampling grid that
+  warps the image, so the overlay shows the transform (elastic deformation, rotation,
+  flips) the tile went through.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +27,51 @@ from unet.augment import (
 )
 from unet.io import atomic_output
 from unet.warp import warp as _warp
+
+
+def _pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
+    """Write ``fig`` as a PNG at ``path`` atomically and close it."""
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    _pyplot().close(fig)
+    return Path(path)
+
+
+def weights_figure(
+    raw: np.ndarray, instances: np.ndarray, weights: np.ndarray, path: str | os.PathLike[str]
+) -> Path:
+    """Raw image, instance boundaries and weight map side by side (the paper's Fig. 3)."""
+    from scipy import ndimage
+
+    from unet.weights import consecutive_labels
+
+    plt = _pyplot()
+    labels = consecutive_labels(instances)
+    edges = ndimage.maximum_filter(labels, 3) != ndimage.minimum_filter(labels, 3)
+    colours = np.random.default_rng(0).uniform(0.2, 1.0, (int(labels.max()) + 1, 3))
+    overlay = np.where((labels > 0)[..., None], colours[labels], 0.0)
+    overlay[edges] = 1.0
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained")
+    axes[0].imshow(raw, cmap="gray")
+    axes[1].imshow(overlay, interpolation="nearest")
+    image = axes[2].imshow(weights, cmap="jet")
+    fig.colorbar(image, ax=axes[2], shrink=0.8, label="w(x)")
+    cells = len(np.unique(labels)) - int(labels.min() == 0)
+    titles = ("raw image", f"{cells} instances and their boundaries", "weight map")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(title)
+        ax.set_axis_off()
+    return _save(fig, path, dpi=100)
 
 
 def grid_lines(shape: tuple[int, int], spacing: int = 32, width: int = 2) -> np.ndarray:
@@ -60,11 +110,7 @@ def augmentation_figure(
 ) -> Path:
     """Write a PNG: the image and ``n`` whole-image augmentations (top: raw with the warped
     grid in red; bottom: the warped weight map, or the target if no weight is given)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     shape = raw.shape
     lines, below = grid_lines(shape, spacing), target if weight is None else weight
     transforms = [_identity(shape, config.grid)]
@@ -86,10 +132,7 @@ def augmentation_figure(
     fig.suptitle(f"elastic sigma={config.elastic_sigma:g} px on a {config.grid}x{config.grid} grid,"
                  " bicubic; labels nearest, weights bilinear", fontsize=9)  # fmt: skip
     fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=110)
 
 
 def figure_for_block(data, path: str | os.PathLike[str], *, seed: int, block: int,
