@@ -68,6 +68,16 @@ def test_unknown_dataset(capsys, tmp_path) -> None:
     assert not (tmp_path / "d").exists()
 
 
+def test_missing_mirror_folder_is_named(capsys, tmp_path) -> None:
+    out = tmp_path / "d"
+    _fails(
+        capsys,
+        ["fetch", "isbi2012", "--out", str(out), "--mirror", str(tmp_path / "nope")],
+        f"mirror {tmp_path / 'nope'}: no such folder",
+    )
+    _no_output(out, "isbi2012")
+
+
 def test_mirror_from_env_and_stores(monkeypatch, tmp_path) -> None:
     mirror = _isbi_like(tmp_path / "mirror" / "isbi2012")
     monkeypatch.setenv("UNET_DATA_MIRROR", str(tmp_path / "mirror"))

@@ -168,6 +168,8 @@ def mirror_sources(mirror: str | None, relpaths: Sequence[str]) -> list[Source]:
         mirror = mirror[len("file://") :]
     if re.match(r"^https?://", mirror):
         return [Source("mirror", f"{mirror.rstrip('/')}/{rel}") for rel in relpaths]
+    if not Path(mirror).is_dir():
+        raise FileNotFoundError(f"mirror {mirror}: no such folder (expected a folder or base URL)")
     return [Source("mirror", str(Path(mirror) / rel)) for rel in relpaths]
 
 
