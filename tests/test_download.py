@@ -136,6 +136,7 @@ def test_mirror_folder_first_then_official(server, tmp_path) -> None:
     fetch_file("data.bin", tmp_path / "a", sources, {"mirror": SHA}, **FAST)
     assert how.requests == [] and (mirror / "ds" / "data.bin").stat().st_mtime_ns == stamp
     assert sha256_file(mirror / "ds" / "data.bin") == SHA
+    (tmp_path / "empty").mkdir()  # a mirror that lacks the file: the official URL is next
     sources = [*mirror_sources(str(tmp_path / "empty"), ["data.bin"]), *_official(url)]
     fetch_file("data.bin", tmp_path / "b", sources, {"official": SHA}, **FAST)
     assert len(how.requests) == 1
