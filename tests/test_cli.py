@@ -39,3 +39,13 @@ def test_bad_model_value_is_one_line_error(capsys) -> None:
     assert main(["info", "--model", "--depth", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "unet info: error: depth must be a positive integer, got 0"
+
+
+def test_os_errors_are_one_line_errors(tmp_path, capsys) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("x")
+    assert main(["info", "--json", "--out", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unet info: error: ") and "not a zarr store" in err
+    assert len(err.splitlines()) == 1 and (folder / "keep.txt").exists()

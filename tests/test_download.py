@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,6 +141,18 @@ def test_mirror_folder_first_then_official(server, tmp_path) -> None:
     sources = [*mirror_sources(str(tmp_path / "empty"), ["data.bin"]), *_official(url)]
     fetch_file("data.bin", tmp_path / "b", sources, {"official": SHA}, **FAST)
     assert len(how.requests) == 1
+
+
+def test_a_mirror_that_is_down_falls_through_to_the_official_url(server, tmp_path) -> None:
+    url, how = server
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sources = [*mirror_sources(dead, ["data.bin"]), *_official(url)]
+    path = fetch_file("data.bin", tmp_path, sources, {"official": SHA}, **FAST)
+    assert sha256_file(path) == SHA and len(how.requests) == 1
+    with pytest.raises(Exception, match="download failed after 3 tries"):
+        fetch_file("data.bin", tmp_path / "b", sources[:1], {}, **FAST)
 
 
 def test_mirror_base_url(server, tmp_path) -> None:

@@ -127,3 +127,11 @@ def test_corrupt_checkpoint_is_a_value_error(tmp_path) -> None:
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"bad\.pt: not a U-Net checkpoint"):
         load_checkpoint(path)
+
+
+def test_group_norm_takes_any_channel_count() -> None:
+    net = UNet(base_channels=12, depth=3, padding="same", norm="group")
+    norms = [m for m in net.modules() if isinstance(m, nn.GroupNorm)]
+    assert {(m.num_groups, m.num_channels) for m in norms} >= {(4, 12), (8, 24), (16, 48)}
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)

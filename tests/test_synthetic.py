@@ -82,3 +82,10 @@ def test_no_touching_when_fraction_is_zero() -> None:
 def test_bad_parameters(params, message) -> None:
     with pytest.raises(ValueError, match=message):
         next(synthetic_slices(1, 0, SyntheticParams(**params)))
+
+
+def test_every_cell_keeps_its_id_when_all_cells_touch() -> None:
+    p = SyntheticParams(size=96, cell_diameter=16.0, touching_fraction=1.0)
+    _, inst = _stack(1, 3, p)
+    assert (inst > 0).all()  # no membrane at all: no cell may become background
+    assert np.array_equal(np.unique(inst), np.arange(1, inst.max() + 1))

@@ -29,6 +29,11 @@ def test_default_pipeline_runs_end_to_end(repo: Path, tmp_path: Path) -> None:
         assert set(np.unique(cache["target"][:])) <= {0, 1}
     again = run_snakemake(tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stderr
+    dropout = tmp_path / "dropout.yaml"
+    dropout.write_text("model:\n  dropout: 0.3\n")  # not a shape setting: no block reruns
+    plan = run_snakemake(tmp_path, "-n", configfiles=(dropout,))
+    assert plan.returncode == 0 and "environment" in plan.stdout
+    assert "rule augment" not in plan.stdout and "rule weights" not in plan.stdout
 
 
 def test_bad_config_value_is_rejected_by_the_schema(repo: Path, tmp_path: Path) -> None:

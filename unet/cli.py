@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError) as err:
+    except (UserError, ValueError, OSError) as err:
         print(f"unet {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -263,6 +263,11 @@ def fetch_file(
             part.unlink(missing_ok=True)
             tried.append(str(err))
             continue
+        except Exception as err:  # a mirror that is down: the next source (keep the part)
+            if source.kind != "mirror" or source is sources[-1]:
+                raise
+            tried.append(str(err))
+            continue
         digest = sha256_file(part)
         try:
             _check(name, source.location, digest, known[source.kind], cache)

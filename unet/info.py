@@ -81,7 +81,7 @@ def collect(model_config: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     info = collect(model_config(args) if args.model else None)
-    if args.json:
+    if args.json or args.out:
         text = json.dumps(info, indent=2) + "\n"
         if args.out:
             write_text_atomic(args.out, text)
@@ -101,7 +101,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``unet info``."""
     p = sub.add_parser("info", help="package versions, torch build, device found, threads")
     p.add_argument("--json", action="store_true", help="print (or write) JSON")
-    p.add_argument("--out", help="with --json: write to this file atomically")
+    p.add_argument("--out", help="write the JSON to this file atomically")
     p.add_argument("--model", action="store_true", help="also summarise the model configured")
     add_model_args(p)
     p.set_defaults(func=_run)

@@ -21,20 +21,43 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _check_replaceable(final: Path) -> None:
+    """Refuse to replace a folder that is not a zarr store (a mistyped output path)."""
+    if final.is_dir() and not final.is_symlink():
+        if any(final.iterdir()) and not (final / "zarr.json").is_file():
+            raise IsADirectoryError(
+                f"{final}: output path is a folder that is not a zarr store; "
+                "expected a new path or a store to replace"
+            )
+
+
+def _remove_stale_partials(final: Path) -> None:
+    """Remove partial outputs left by killed runs (their process no longer exists)."""
+    for partial in final.parent.glob(f".{final.name}.partial-*"):
+        pid = partial.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            _remove(partial)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     Works for files and for directories (zarr stores). On any exception the temporary
-    path is removed and ``path`` is left as it was.
+    path is removed and ``path`` is left as it was. An existing folder at ``path`` is only
+    replaced if it is a zarr store; partial outputs of killed runs are cleaned up.
     """
     final = Path(path)
+    _check_replaceable(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    if Path("/proc/self").exists():
+        _remove_stale_partials(final)
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     _remove(tmp)
     try:
         yield tmp
-        if final.exists() and final.is_dir():
+        _check_replaceable(final)
+        if final.is_dir() and not final.is_symlink():
             _remove(final)
         os.replace(tmp, final)
     finally:

@@ -42,7 +42,7 @@ class _DoubleConv(nn.Sequential):
             if norm == "batch":
                 layers.append(batchnorm(c_out))
             elif norm == "group":
-                layers.append(nn.GroupNorm(min(32, c_out), c_out))
+                layers.append(nn.GroupNorm(math.gcd(32, c_out), c_out))
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 

@@ -102,8 +102,9 @@ def synthetic_slice(rng: np.random.Generator, p: SyntheticParams) -> tuple[np.nd
     dist, (iy, ix) = ndimage.distance_transform_edt(width == 0, return_indices=True)
     nearest = width[iy, ix]  # the membrane is the 2-pixel boundary band, widened to its width
     membrane = (nearest > 0) & (dist <= (nearest - 2) / 2.0)
-    _, instances = np.unique(np.where(membrane, 0, cells), return_inverse=True)
-    instances = instances.reshape(cells.shape).astype(np.uint32)  # 0 stays 0: it sorts first
+    ids = np.where(membrane, 0, cells)  # cell ids are >= 1; 0 is membrane
+    _, instances = np.unique(np.append(ids, 0), return_inverse=True)  # 0 present: stays 0
+    instances = instances[:-1].reshape(cells.shape).astype(np.uint32)
     n = int(cells.max()) + 1
     image = rng.uniform(0.5, 0.8, n)[cells] + 0.05 * _smooth_noise(rng, cells.shape, 1.5)
     blobs = np.zeros(cells.shape, bool)

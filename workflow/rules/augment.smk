@@ -1,6 +1,7 @@
 # One block of the augmentation cache: `per_block` augmented (raw, target, weight) tiles,
-# deterministic from (dataset, seed, block). Blocks are independent jobs; training asks
-# for augment_blocks(dataset) (see common.smk), so this is not part of `all`.
+# deterministic from (dataset, seed, block). Blocks are independent jobs; `all` (and
+# training) ask for augment_blocks(dataset) (see common.smk). Only the model's shape
+# settings are passed, so changing e.g. drop-out does not rerun the blocks.
 rule augment:
     input:
         store=f"{RESULTS}/data/{{dataset}}.zarr",
@@ -20,7 +21,7 @@ rule augment:
         n=config["augment"]["per_block"],
         seed=config["augment"]["seed"],
         augment=augment_args(),
-        model=model_args(),
+        model=model_args(keys=("depth", "padding", "dims")),
     shell:
         "unet augment {input.store} {input.weights} --out {output.block}"
         " --block {wildcards.block} --n {params.n} --seed {params.seed}"

@@ -13,9 +13,11 @@ wildcard_constraints:
     dataset=r"[^./]+",
 
 
-def model_args(cfg=None):
-    """The model section of the config as `unet` command-line flags."""
-    cfg = config["model"] if cfg is None else cfg
+def model_args(keys=None):
+    """The model section of the config (or only `keys` of it) as `unet` command-line flags."""
+    cfg = config["model"]
+    if keys is not None:
+        return " ".join(f"--{key} {cfg[key]}" for key in keys)
     flags = [
         f"--{key.replace('_', '-')} {value}"
         for key, value in cfg.items()
