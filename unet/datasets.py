@@ -9,7 +9,6 @@ Unlabelled slices (the ISBI test volume) go to a separate store with ``raw`` onl
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -17,43 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from unet.io import atomic_output
+from unet.io import atomic_output, read_tiff
 
 PARTS = ("train", "val", "test")
 FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]])
 _SEG = re.compile(r"^(?P<prefix>(?:.*/)?)(?P<seq>\d+)_GT/SEG/man_seg(?P<t>\d+)\.tif$")
-
-
-class _Collect(logging.Handler):
-    """Collects tifffile's error records (it logs damaged structures and reads on)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-def read_tiff(path: Path) -> np.ndarray:
-    """Read a (multi-page) TIFF; a corrupt or truncated file raises a one-line ValueError."""
-    import tifffile
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    log, collect = logging.getLogger("tifffile"), _Collect()
-    log.addHandler(collect)
-    try:
-        array = tifffile.imread(path)
-    except Exception as err:  # tifffile raises many types for damaged files
-        raise ValueError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
-    finally:
-        log.removeHandler(collect)
-    if collect.messages or array.size == 0:
-        why = collect.messages[0] if collect.messages else "no image data"
-        raise ValueError(f"{path}: corrupt or truncated TIFF ({why.splitlines()[0]})")
-    return array
 
 
 def parse_indices(spec: str | Sequence[int]) -> list[int]:
@@ -142,6 +109,11 @@ def semantic_of(instances: np.ndarray, separate_touching: bool = True) -> np.nda
     return cells.astype(np.uint8)
 
 
+def _chunks(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The store's chunks: one slice, at most 1024 x 1024."""
+    return (1, min(shape[1], 1024), min(shape[2], 1024))
+
+
 def write_store(
     out: Path,
     slices: Iterable[tuple[np.ndarray, np.ndarray]],
@@ -156,7 +128,7 @@ def write_store(
     import zarr
     from tqdm import tqdm
 
-    chunks = (1, min(shape[1], 1024), min(shape[2], 1024))
+    chunks = _chunks(shape)
     counts: list[int] = []
     with atomic_output(out) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
@@ -187,7 +159,7 @@ def write_raw_store(out: Path, raw: np.ndarray, attrs: Mapping[str, Any]) -> Non
     """Write unlabelled slices (Z, Y, X) as a group store with ``raw`` only, atomically."""
     import zarr
 
-    chunks = (1, min(raw.shape[1], 1024), min(raw.shape[2], 1024))
+    chunks = _chunks(raw.shape)
     with atomic_output(out) as tmp:
         root = zarr.open_group(tmp, mode="w", zarr_format=3)
         root.create_array("raw", shape=raw.shape, chunks=chunks, dtype=raw.dtype)[...] = raw

@@ -25,10 +25,10 @@ ISBI = {"pixel": "pixel_error", "rand": "rand_error", "warping": "warping_error"
 
 
 def load_prediction(
-    path: str, array: str | None, kind: str, instances: str, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(probability float32, instance labels) of a prediction file."""
-    from unet.postprocess import challenge_instances, ctc_instances, watershed_instances
+    path: str, array: str | None, kind: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(probability float32, instance labels) of a prediction file; the labels are None for
+    a probability map (see :func:`make_instances`)."""
     from unet.volumes import is_binary, read_volume
 
     data = read_volume(path, array)
@@ -52,12 +52,19 @@ def load_prediction(
             f"{path}: probability must lie in [0, 1], got values in "
             f"[{prob.min():g}, {prob.max():g}]"
         )
+    return prob, None
+
+
+def make_instances(prob: np.ndarray, instances: str, threshold: float) -> np.ndarray:
+    """Instance labels of a probability map by the ``--instances`` method."""
+    from unet.postprocess import challenge_instances, ctc_instances, watershed_instances
+
     make = {
         "challenge": challenge_instances,
         "watershed": watershed_instances,
         "ctc": ctc_instances,
     }[instances]
-    return prob, make(prob, threshold=threshold)
+    return make(prob, threshold=threshold)
 
 
 def load_ground_truth(path: str, array: str | None) -> tuple[np.ndarray | None, np.ndarray]:
@@ -174,16 +181,16 @@ def to_csv(results: dict[str, dict[str, Any]], slices: list[int]) -> str:
 def _inputs(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
     """(probability, labels, binary ground truth or None, ground-truth labels) as (Z, Y, X)
     stacks restricted to the ``--split`` slices, and the slice indices."""
-    prob, labels = load_prediction(
-        args.prediction, args.prediction_array, args.prediction_kind, args.instances, args.threshold
-    )
+    prob, labels = load_prediction(args.prediction, args.prediction_array, args.prediction_kind)
     gt_binary, gt_labels = load_ground_truth(args.ground_truth, args.ground_truth_array)
     if gt_labels.ndim == 2:
-        prob, labels, gt_labels = prob[None], labels[None], gt_labels[None]
+        prob, gt_labels = prob[None], gt_labels[None]
+        labels = None if labels is None else labels[None]
         gt_binary = None if gt_binary is None else gt_binary[None]
     slices = split_slices(args.ground_truth, args.split, gt_labels.shape[0])
     if prob.shape == gt_labels.shape:  # a prediction of every slice: keep the split's
-        prob, labels = prob[slices], labels[slices]
+        prob = prob[slices]
+        labels = None if labels is None else labels[slices]
     gt_labels = gt_labels[slices]
     gt_binary = None if gt_binary is None else gt_binary[slices]
     if prob.shape != gt_labels.shape:
@@ -191,6 +198,8 @@ def _inputs(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
             f"prediction {args.prediction} has shape {prob.shape}, ground truth "
             f"{args.ground_truth} has {gt_labels.shape} (split {args.split}); expected equal shapes"
         )
+    if labels is None:  # instances only of the slices scored
+        labels = make_instances(prob, args.instances, args.threshold)
     return prob, labels, gt_binary, gt_labels, np.array(slices)
 
 

@@ -13,13 +13,14 @@ import argparse
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from unet.archive import safe_extract, zip_names
 from unet.download import Source, fetch_file, mirror_sources, read_lock
 from unet.registry import ISBI_FILES, dataset_entry
+from unet.synthetic import SyntheticParams
 
 
 def fetch_dataset(
@@ -143,7 +144,7 @@ def _fetch_ctc(job: _Job, max_extract_bytes: int) -> dict[str, list[int]]:
 
 def _write_synthetic(job: _Job, opts: dict[str, Any]) -> list[int]:
     from unet import datasets
-    from unet.synthetic import SyntheticParams, synthetic_slices
+    from unet.synthetic import synthetic_slices
 
     opts = dict(opts)
     slices, seed = int(opts.pop("slices", 16)), int(opts.pop("seed", 0))
@@ -193,13 +194,14 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--split-seed", type=int, default=0)
     g = p.add_argument_group("synthetic dataset")
     g.add_argument("--slices", type=int, default=16)
-    g.add_argument("--size", type=int, default=256)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--cell-diameter", type=float, default=24.0)
-    g.add_argument("--membrane-width", type=int, nargs=2, default=[2, 6], metavar=("MIN", "MAX"))
-    g.add_argument("--touching-fraction", type=float, default=0.15)
-    g.add_argument("--noise", type=float, default=0.06)
-    g.add_argument("--blur", type=float, default=1.0)
+    for field in fields(SyntheticParams):  # one flag per generator setting, same defaults
+        flag = f"--{field.name.replace('_', '-')}"
+        if isinstance(field.default, tuple):
+            g.add_argument(flag, type=int, nargs=2, default=list(field.default),
+                           metavar=("MIN", "MAX"))  # fmt: skip
+        else:
+            g.add_argument(flag, type=type(field.default), default=field.default)
     n = p.add_argument_group("download")
     n.add_argument("--timeout", type=float, default=30.0, help="seconds per socket operation")
     n.add_argument("--retries", type=int, default=4)
@@ -210,11 +212,10 @@ def add_parser(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    synthetic = {
-        key: getattr(args, key)
-        for key in ("slices", "seed", "size", "cell_diameter", "touching_fraction", "noise", "blur")
-    }
-    synthetic["membrane_width"] = tuple(args.membrane_width)
+    synthetic = {"slices": args.slices, "seed": args.seed}
+    for field in fields(SyntheticParams):
+        value = getattr(args, field.name)
+        synthetic[field.name] = tuple(value) if isinstance(value, list) else value
     written = fetch_dataset(
         args.dataset,
         args.out,

@@ -49,19 +49,18 @@ def model_summary(model_config: dict[str, Any], tile: int = 572) -> dict[str, An
     import torch
 
     from unet.model import UNet
-    from unet.shapes import input_size, output_size, valid_inputs_near
+    from unet.shapes import tile_sizes
 
     with torch.device("meta"):
         model = UNet(**model_config)
-    depth, padding = model_config.get("depth", 5), model_config.get("padding", "valid")
-    tile = valid_inputs_near(tile, depth, padding)[0] or input_size(1, depth, padding)
+    tile_in, tile_out = tile_sizes(tile, model.config["depth"], model.config["padding"])
     return {
         "config": model.config,
         "parameters": sum(p.numel() for p in model.parameters()),
         "halo": model.halo,
         "step": model.step,
-        "tile_input": tile,
-        "tile_output": output_size(tile, depth, padding),
+        "tile_input": tile_in,
+        "tile_output": tile_out,
     }
 
 

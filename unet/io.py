@@ -1,4 +1,4 @@
-"""Reading and writing helpers shared by the stages: atomic outputs, image files.
+"""Reading and writing helpers shared by the stages: atomic outputs, TIFFs, zarr stores.
 
 Every stage writes its final output through :func:`atomic_output`: the work goes to a
 hidden temporary sibling that is renamed onto the final path only when it is complete, so
@@ -8,10 +8,14 @@ an interrupted or failed run never leaves a half-written file or store at the ou
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 def _remove(path: Path) -> None:
@@ -68,3 +72,56 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write a text file atomically."""
     with atomic_output(path) as tmp:
         tmp.write_text(text)
+
+
+class _Collect(logging.Handler):
+    """Collects tifffile's error records (it logs damaged structures and reads on)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def read_tiff(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a (multi-page) TIFF; a corrupt or truncated file raises a one-line ValueError."""
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    log, collect = logging.getLogger("tifffile"), _Collect()
+    log.addHandler(collect)
+    try:
+        array = tifffile.imread(path)
+    except Exception as err:  # tifffile raises many types for damaged files
+        raise ValueError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
+    finally:
+        log.removeHandler(collect)
+    if collect.messages or array.size == 0:
+        why = collect.messages[0] if collect.messages else "no image data"
+        raise ValueError(
+            f"{path}: not a readable TIFF (corrupt or truncated: {why.splitlines()[0]})"
+        )
+    return array
+
+
+def open_store(path: str | os.PathLike[str], arrays: Sequence[str] = ()) -> Any:
+    """The zarr group at ``path`` (read-only), checked to hold ``arrays``.
+
+    FileNotFoundError if absent, ValueError naming the path if unreadable or incomplete.
+    """
+    import zarr
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such store")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable zarr group ({err})") from err
+    missing = [name for name in arrays if name not in group]
+    if missing:
+        raise ValueError(f"{path}: missing array(s) {missing}, expected {list(arrays)}")
+    return group

@@ -134,3 +134,10 @@ def output_shape(shape: tuple[int, ...], depth: int = 5, padding: str = "valid")
 def input_shape(shape: tuple[int, ...], depth: int = 5, padding: str = "valid") -> tuple[int, ...]:
     """:func:`input_size` applied to every spatial axis of ``shape``."""
     return tuple(input_size(s, depth, padding) for s in shape)
+
+
+def tile_sizes(wanted: int = 572, depth: int = 5, padding: str = "valid") -> tuple[int, int]:
+    """(input, output) size of a tile: the largest valid input <= ``wanted`` (the smallest
+    valid input if none is) and its output."""
+    size = valid_inputs_near(wanted, depth, padding)[0] or input_size(1, depth, padding)
+    return size, output_size(size, depth, padding)

@@ -22,7 +22,7 @@ import numpy as np
 
 from unet import __version__
 from unet.augment import DEFAULT, AugmentConfig, AugmentedTile, augment_tile
-from unet.io import atomic_output
+from unet.io import atomic_output, open_store
 
 NORMALIZATION = "per-slice min-max to [0, 1]"
 
@@ -31,10 +31,9 @@ def tile_shapes(
     depth: int = 5, padding: str = "valid", tile: int = 572
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """Input and output tile shapes: the largest valid input <= ``tile`` and its output."""
-    from unet.shapes import input_size, output_size, valid_inputs_near
+    from unet.shapes import tile_sizes
 
-    size = valid_inputs_near(tile, depth, padding)[0] or input_size(1, depth, padding)
-    out = output_size(size, depth, padding)
+    size, out = tile_sizes(tile, depth, padding)
     return (size, size), (out, out)
 
 
@@ -47,28 +46,34 @@ def normalize(raw: np.ndarray) -> np.ndarray:
 
 @dataclass
 class TrainingData:
-    """The training slices of one dataset, in memory: normalised raw, target, weight."""
+    """The training slices of one dataset: normalised raw, target, weight (sequences indexed
+    like ``slices``; lists, or :class:`_LazySlices` that read a slice on first use)."""
 
     dataset: str
     slices: list[int]
-    raw: list[np.ndarray]
-    target: list[np.ndarray]
-    weight: list[np.ndarray]
+    raw: Sequence[np.ndarray]
+    target: Sequence[np.ndarray]
+    weight: Sequence[np.ndarray]
 
 
-def _open(path: str | os.PathLike[str], arrays: Sequence[str]):
-    import zarr
+class _LazySlices(Sequence[np.ndarray]):
+    """Slices ``slices[i]`` of a zarr array, read and converted on first use, then kept.
 
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: no such store")
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable zarr group ({err})") from err
-    missing = [name for name in arrays if name not in group]
-    if missing:
-        raise ValueError(f"{path}: missing array(s) {missing}, expected {list(arrays)}")
-    return group
+    A cache block draws a few tiles, so it reads only the slices those tiles come from.
+    """
+
+    def __init__(self, array, slices: list[int], convert) -> None:
+        self._array, self._slices, self._convert = array, slices, convert
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._slices)
+
+    def __getitem__(self, i):  # an integer index (slices of the sequence are not needed)
+        z = self._slices[i]
+        if z not in self._cache:
+            self._cache[z] = self._convert(self._array[z])
+        return self._cache[z]
 
 
 def _train_slices(store: str | os.PathLike[str], attrs, depth: int) -> list[int]:
@@ -84,8 +89,8 @@ def _train_slices(store: str | os.PathLike[str], attrs, depth: int) -> list[int]
 
 def load_training(store: str | os.PathLike[str], weights: str | os.PathLike[str]) -> TrainingData:
     """Read the training split of a canonical dataset store and its weight-map store."""
-    group = _open(store, ("raw", "semantic"))
-    wgroup = _open(weights, ("weights",))
+    group = open_store(store, ("raw", "semantic"))
+    wgroup = open_store(weights, ("weights",))
     raw, semantic, wmap = group["raw"], group["semantic"], wgroup["weights"]
     if raw.ndim != 3:
         raise ValueError(f"{store}: raw has shape {raw.shape}, expected (Z, Y, X)")
@@ -96,9 +101,9 @@ def load_training(store: str | os.PathLike[str], weights: str | os.PathLike[str]
     return TrainingData(
         dataset=str(group.attrs.get("dataset") or Path(store).name.removesuffix(".zarr")),
         slices=slices,
-        raw=[normalize(raw[z]) for z in slices],
-        target=[np.asarray(semantic[z], dtype=np.uint8) for z in slices],
-        weight=[np.asarray(wmap[z], dtype=np.float32) for z in slices],
+        raw=_LazySlices(raw, slices, normalize),
+        target=_LazySlices(semantic, slices, lambda a: np.asarray(a, dtype=np.uint8)),
+        weight=_LazySlices(wmap, slices, lambda a: np.asarray(a, dtype=np.float32)),
     )
 
 
@@ -176,7 +181,7 @@ def write_block(
 
 def read_block(path: str | os.PathLike[str]) -> Iterator[AugmentedTile]:
     """The tiles of one finished cache block, in order."""
-    group = _open(path, ("raw", "target", "weight"))
+    group = open_store(path, ("raw", "target", "weight"))
     raw, target, weight = group["raw"], group["target"], group["weight"]
     if not raw.shape[0] == target.shape[0] == weight.shape[0]:
         raise ValueError(f"{path}: raw, target and weight hold different numbers of tiles")
@@ -222,7 +227,7 @@ def training_samples(
         if not blocks:
             raise ValueError("augment.cache is on but no cache blocks were given")
         for block in blocks:
-            _open(block, ("raw", "target", "weight"))
+            open_store(block, ("raw", "target", "weight"))
         return itertools.chain.from_iterable(read_block(b) for b in itertools.cycle(blocks))
     if data is None:
         raise ValueError("augment.cache is off: training data are needed to augment on the fly")

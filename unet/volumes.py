@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from unet.io import read_tiff
+
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -24,18 +26,6 @@ def _squeeze(data: np.ndarray, path: str) -> np.ndarray:
         raise ValueError(
             f"{path}: expected a 2-D image or a (Z, Y, X) stack, got shape {data.shape}"
         )
-    return data
-
-
-def _read_tiff(path: Path) -> np.ndarray:
-    import tifffile
-
-    try:
-        data = tifffile.imread(path)
-    except Exception as err:  # tifffile raises several types for corrupt files
-        raise ValueError(f"{path}: not a readable TIFF ({err})") from None
-    if data.size == 0:
-        raise ValueError(f"{path}: not a readable TIFF (no image data)")
     return data
 
 
@@ -92,7 +82,7 @@ def read_volume(path: str | Path, array: str | None = None) -> np.ndarray:
 
     source = open_source(path)
     if isinstance(source, Path):
-        return _squeeze(_read_tiff(source), str(path))
+        return _squeeze(read_tiff(source), str(path))
     if isinstance(source, zarr.Group):
         source = _group_array(source, array, str(path))
     elif array is not None:

@@ -180,13 +180,12 @@ def _open_labels(store: Path) -> tuple[Any, Any, Any]:
     """The store's group, its ``instances`` array and its ``semantic`` array (or None)."""
     import zarr
 
+    from unet.io import open_store
+
     if not store.exists():
         raise FileNotFoundError(f"{store}: no such dataset store")
-    try:
-        group = zarr.open_group(store, mode="r")
-        instances = group["instances"]
-    except (KeyError, ValueError, OSError) as err:
-        raise ValueError(f"{store}: expected a zarr group with 'instances': {err}") from None
+    group = open_store(store, ("instances",))
+    instances = group["instances"]
     is_array = isinstance(instances, zarr.Array)
     kind = f"{instances.shape} {instances.dtype}" if is_array else "a group"
     if not is_array or instances.ndim != 3 or not np.issubdtype(instances.dtype, np.integer):
