@@ -8,7 +8,7 @@ Target: >= 10 triples/s/core. Everything runs on one thread (torch, BLAS, OpenMP
 - ``torch, raw bilinear``: the same with ``--raw-mode bilinear``;
 - ``scipy`` reference: the same sampling grid through ``scipy.ndimage.map_coordinates``
   (cubic spline with prefilter, linear, nearest; mode "mirror") - not used by the package;
-- ``block write``: ``unet.tiles.write_block`` end to end (sampling + zarr compression + disk).
+- ``block write``: ``unet.cache.write_block`` end to end (sampling + zarr compression + disk).
 
 Usage: ``python benchmarks/augment.py [--image 512] [--seconds 3]``.
 """
@@ -36,7 +36,7 @@ from unet.augment import (  # noqa: E402
     random_transform,
     sampling_grid,
 )
-from unet.tiles import TrainingData, write_block  # noqa: E402
+from unet.cache import TrainingData, write_block  # noqa: E402
 
 TARGET = 10.0  # triples / s / core
 TILE_IN, TILE_OUT = (572, 572), (388, 388)

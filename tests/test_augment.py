@@ -14,7 +14,7 @@ from unet.augment import (
     random_transform,
     sampling_grid,
 )
-from unet.tiles import tile_shapes
+from unet.cache import tile_shapes
 
 GEOMETRY_ONLY = AugmentConfig(brightness=0.0, contrast=0.0, gamma=0.0)
 ELASTIC_ONLY = AugmentConfig(rotation=False, flip=False, shift=False, brightness=0.0,

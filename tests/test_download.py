@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from _http_server import Behaviour, serve
 
-from unet.cli import UserError
 from unet.download import LOCK_NAME, Source, fetch_file, mirror_sources, sha256_file
+from unet.errors import InputError
 
 DATA = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -63,7 +63,7 @@ def test_resume_after_a_cut_with_range(server, tmp_path) -> None:
 def test_partial_file_is_resumed_by_a_later_run(server, tmp_path) -> None:
     url, how = server
     how.cuts = [100_000]
-    with pytest.raises(UserError, match=r"/files/data.bin: download failed after 1 tries"):
+    with pytest.raises(InputError, match=r"/files/data.bin: download failed after 1 tries"):
         fetch_file("data.bin", tmp_path, _official(url), {}, **{**FAST, "retries": 0})
     assert not (tmp_path / "data.bin").exists()
     (part,) = tmp_path.glob(".data.bin.*.part")
@@ -104,7 +104,7 @@ def test_timeout_is_retried_then_reported(server, tmp_path) -> None:
     url, how = server
     how.delay = 1.0
     with pytest.raises(
-        UserError, match=r"/files/data.bin: download failed after 2 tries: timed out"
+        InputError, match=r"/files/data.bin: download failed after 2 tries: timed out"
     ):
         fetch_file(
             "data.bin", tmp_path, _official(url), {}, **{**FAST, "timeout": 0.2, "retries": 1}

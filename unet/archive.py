@@ -9,6 +9,8 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from unet.errors import InputError
+
 CHUNK = 1 << 20
 
 
@@ -32,10 +34,10 @@ def zip_names(archive: Path) -> list[str]:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as err:
-        raise ValueError(f"{archive}: not a readable zip archive ({err})") from err
+        raise InputError(f"{archive}: not a readable zip archive ({err})") from err
     for info in infos:
         if problem := _member_problem(info):
-            raise ValueError(f"{archive}: refusing entry {info.filename!r} with {problem}")
+            raise InputError(f"{archive}: refusing entry {info.filename!r} with {problem}")
     return [info.filename for info in infos]
 
 
@@ -55,7 +57,7 @@ def safe_extract(
         ]
         declared = sum(i.file_size for i in members)
         if declared > max_bytes:
-            raise ValueError(
+            raise InputError(
                 f"{archive}: would expand to {declared} bytes, past the bound of {max_bytes} bytes"
             )
         written, out = 0, []
@@ -67,9 +69,9 @@ def safe_extract(
                     while block := fin.read(CHUNK):
                         written += len(block)
                         if written > max_bytes:
-                            raise ValueError(f"{archive}: expands past {max_bytes} bytes")
+                            raise InputError(f"{archive}: expands past {max_bytes} bytes")
                         fout.write(block)
             except (zipfile.BadZipFile, EOFError, zlib.error) as err:
-                raise ValueError(f"{archive}: corrupt entry {info.filename!r} ({err})") from err
+                raise InputError(f"{archive}: corrupt entry {info.filename!r} ({err})") from err
             out.append(target)
     return out

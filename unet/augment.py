@@ -16,21 +16,20 @@ every array: raw by bicubic (or bilinear) interpolation, weights bilinearly, lab
 (targets, instances) by nearest neighbour, so label values are never interpolated. Borders
 are extrapolated by mirroring. Raw and weights are resampled with
 ``torch.nn.functional.grid_sample`` (``padding_mode="reflection"``), labels by an exact
-integer gather in NumPy (:mod:`unet.warp`). All randomness comes from the
+integer gather in NumPy (:mod:`unet.resample`). All randomness comes from the
 ``numpy.random.Generator`` passed in: the same seed gives bit-identical tiles.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from unet.cli_args import add_model_args, model_config
-from unet.warp import elastic_affine_grid, warp
+from unet.errors import InputError
+from unet.resample import elastic_affine_grid, warp
 
 RAW_MODES = ("bicubic", "bilinear")
 
@@ -60,7 +59,7 @@ class AugmentConfig:
         }
         for name, ok in checks.items():
             if not ok:
-                raise ValueError(f"augmentation {name}={getattr(self, name)!r} is out of range")
+                raise InputError(f"augmentation {name}={getattr(self, name)!r} is out of range")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for zarr attributes)."""
@@ -154,14 +153,14 @@ def _check_inputs(
 ) -> None:
     raw = arrays["raw"]
     if raw.ndim != 2:
-        raise ValueError(f"raw must be a 2-D image, got shape {raw.shape}")
+        raise InputError(f"raw must be a 2-D image, got shape {raw.shape}")
     for name, array in arrays.items():
         if array is not None and array.shape != raw.shape:
-            raise ValueError(f"{name} has shape {array.shape}, expected raw's {raw.shape}")
+            raise InputError(f"{name} has shape {array.shape}, expected raw's {raw.shape}")
     if len(tile_in) != 2 or len(tile_out) != 2 or min(*tile_in, *tile_out) < 1:
-        raise ValueError(f"tile shapes must be two positive sizes, got {tile_in}, {tile_out}")
+        raise InputError(f"tile shapes must be two positive sizes, got {tile_in}, {tile_out}")
     if any(i < o or (i - o) % 2 for i, o in zip(tile_in, tile_out, strict=True)):
-        raise ValueError(f"output tile {tile_out} must be centred inside input tile {tile_in}")
+        raise InputError(f"output tile {tile_out} must be centred inside input tile {tile_in}")
 
 
 def apply_transform(
@@ -202,7 +201,7 @@ def augment_tile(
 ) -> AugmentedTile:
     """Draw a random transform from ``rng`` and cut one augmented tile from a 2-D image.
 
-    ``raw`` is float (expected in [0, 1], see :func:`unet.tiles.normalize`); ``target``,
+    ``raw`` is float (expected in [0, 1], see :func:`unet.cache.normalize`); ``target``,
     ``instances`` are label images and ``weight`` a float weight map of the same shape.
     Images smaller than the tile are mirror-extrapolated.
     """
@@ -210,55 +209,3 @@ def augment_tile(
     transform = random_transform(rng, raw.shape, tuple(tile_out), config)
     return apply_transform(transform, raw, target, weight, instances, tile_in=tile_in,
                            tile_out=tile_out, raw_mode=config.raw_mode)  # fmt: skip
-
-
-def _run(args: argparse.Namespace) -> int:
-    import torch
-
-    from unet.tiles import load_training, tile_shapes, write_block
-
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
-    model = model_config(args)
-    if model["dims"] != 2:
-        raise ValueError(f"augmentation makes 2-D tiles; model dims={model['dims']} is not 2")
-    tile_in, tile_out = tile_shapes(model["depth"], model["padding"], args.tile)
-    config = AugmentConfig(
-        elastic_sigma=args.elastic_sigma, grid=args.grid, rotation=args.rotation,
-        flip=args.flip, shift=args.shift, brightness=args.brightness,
-        contrast=args.contrast, gamma=args.gamma, raw_mode=args.raw_mode,
-    )  # fmt: skip
-    data = load_training(args.store, args.weights)
-    write_block(data, args.out, block=args.block, n=args.n, seed=args.seed,
-                tile_in=tile_in, tile_out=tile_out, config=config)  # fmt: skip
-    if args.figure:
-        from unet.figures import figure_for_block
-
-        figure_for_block(data, args.figure, seed=args.seed, block=args.block, config=config)
-    print(f"wrote {args.n} tiles {tile_in} -> {tile_out} to {args.out}")
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``unet augment``."""
-    p = sub.add_parser("augment", help="write one block of augmented training tiles (zarr)")
-    p.add_argument("store", help="canonical dataset store DATASET.zarr (training split used)")
-    p.add_argument("weights", help="weight-map store DATASET.weights.zarr")
-    p.add_argument("--out", required=True, help="output block store BLOCK.zarr (atomic)")
-    p.add_argument("--block", type=int, required=True, help="block index (>= 0)")
-    p.add_argument("--n", type=int, default=8, help="tiles in the block (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed (>= 0); with dataset and block")
-    p.add_argument("--tile", type=int, default=572, help="wanted input tile size (default 572)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.add_argument("--figure", help="also write a PNG of one image under several augmentations")
-    g = p.add_argument_group("augmentation")
-    defaults = AugmentConfig()
-    for name in ("elastic_sigma", "brightness", "contrast", "gamma"):
-        g.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
-    g.add_argument("--grid", type=int, default=defaults.grid, help="coarse grid points per axis")
-    for name in ("rotation", "flip", "shift"):
-        g.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=True)
-    g.add_argument("--raw-mode", choices=RAW_MODES, default=defaults.raw_mode)
-    add_model_args(p)
-    p.set_defaults(func=_run)

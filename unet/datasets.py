@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from unet.errors import InputError
 from unet.io import atomic_output, read_tiff
+from unet.labels import is_binary
 
 PARTS = ("train", "val", "test")
 FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]])
@@ -31,7 +33,7 @@ def parse_indices(spec: str | Sequence[int]) -> list[int]:
     for part in filter(None, (p.strip() for p in spec.split(","))):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not match:
-            raise ValueError(f"bad slice range {part!r}; expected e.g. '0-19' or '3'")
+            raise InputError(f"bad slice range {part!r}; expected e.g. '0-19' or '3'")
         lo, hi = int(match[1]), int(match[2] or match[1])
         out.extend(range(lo, hi + 1))
     return out
@@ -51,16 +53,16 @@ def make_split(
         split = {part: sorted(parse_indices(explicit.get(part, ""))) for part in PARTS}
         named = [i for part in PARTS for i in split[part]]
         if unknown := set(explicit) - set(PARTS):
-            raise ValueError(f"{what}: unknown split part(s) {sorted(unknown)}; expected {PARTS}")
+            raise InputError(f"{what}: unknown split part(s) {sorted(unknown)}; expected {PARTS}")
         if max(named, default=-1) >= n or len(named) != n or len(set(named)) != n:
-            raise ValueError(
+            raise InputError(
                 f"{what}: the split names {len(named)} slices (up to index "
                 f"{max(named, default=-1)}) but the data has {n} slices (0-{n - 1}); "
                 f"every slice must be in exactly one of train/val/test"
             )
     else:
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1):
-            raise ValueError(
+            raise InputError(
                 f"split fractions must be in [0, 1), got {val_fraction}, {test_fraction}"
             )
         n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
@@ -74,7 +76,7 @@ def make_split(
             "train": sorted(order[n_test + n_val :]),
         }
     if not split["train"]:
-        raise ValueError(f"{what}: the split leaves no training slice out of {n}")
+        raise InputError(f"{what}: the split leaves no training slice out of {n}")
     return {part: split[part] for part in PARTS}
 
 
@@ -143,7 +145,7 @@ def write_store(
         bar = tqdm(slices, total=shape[0], desc=out.name, unit="slice", disable=not progress)
         for z, (raw, inst) in enumerate(bar):
             if raw.shape != shape[1:] or inst.shape != shape[1:] or raw.dtype != raw_dtype:
-                raise ValueError(
+                raise InputError(
                     f"{attrs.get('source')}: slice {z} is {raw.dtype} {raw.shape}, "
                     f"labels {inst.shape}; expected {np.dtype(raw_dtype)} {shape[1:]}"
                 )
@@ -170,7 +172,7 @@ def _volume(path: Path) -> np.ndarray:
     array = read_tiff(path)
     array = array[None] if array.ndim == 2 else array
     if array.ndim != 3:
-        raise ValueError(
+        raise InputError(
             f"{path}: expected a stack of 2-D grey slices (Z, Y, X), got {array.shape}"
         )
     return array
@@ -195,14 +197,14 @@ def convert_isbi(
     if out is not None:
         raw, labels = _volume(folder / "train-volume.tif"), _volume(folder / "train-labels.tif")
         if raw.shape != labels.shape:
-            raise ValueError(
+            raise InputError(
                 f"{folder / 'train-labels.tif'}: shape {labels.shape} does not match "
                 f"train-volume.tif {raw.shape}"
             )
-        if len(values := np.unique(labels)) > 2:
-            raise ValueError(
+        if not is_binary(labels):
+            raise InputError(
                 f"{folder / 'train-labels.tif'}: expected binary labels (cell > 0, "
-                f"membrane 0), found {len(values)} values"
+                f"membrane 0), found {len(np.unique(labels))} values"
             )
         parts = make_split(
             len(raw), explicit=split, what=f"{dataset} ({folder / 'train-volume.tif'})"
@@ -234,10 +236,10 @@ def ctc_members(names: Iterable[str], where: str) -> list[str]:
         if match := _SEG.match(name):
             raw = f"{match['prefix']}{match['seq']}/t{match['t']}.tif"
             if raw not in names:
-                raise ValueError(f"{where}: {name} has no raw frame; expected {raw}")
+                raise InputError(f"{where}: {name} has no raw frame; expected {raw}")
             needed += [raw, name]
     if not needed:
-        raise ValueError(
+        raise InputError(
             f"{where}: no segmentation ground truth; expected the Cell Tracking "
             f"Challenge layout NAME/01/tTTT.tif + NAME/01_GT/SEG/man_segTTT.tif"
         )
@@ -268,19 +270,19 @@ def convert_ctc(
     frames = list(_ctc_frames(Path(root), members))
     first = read_tiff(frames[0][1])
     if first.ndim != 2:
-        raise ValueError(f"{frames[0][1]}: expected a 2-D frame, got shape {first.shape}")
+        raise InputError(f"{frames[0][1]}: expected a 2-D frame, got shape {first.shape}")
     shape = (len(frames), *first.shape)
 
     def slices() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for _, raw_path, seg_path in frames:
             raw, seg = read_tiff(raw_path), read_tiff(seg_path)
             if raw.shape != first.shape or raw.dtype != first.dtype:
-                raise ValueError(
+                raise InputError(
                     f"{raw_path}: {raw.dtype} {raw.shape}; expected {first.dtype} "
                     f"{first.shape} like {frames[0][1].name}"
                 )
             if seg.shape != raw.shape or seg.dtype.kind not in "ui":
-                raise ValueError(
+                raise InputError(
                     f"{seg_path}: {seg.dtype} {seg.shape}; expected integer ids "
                     f"of shape {raw.shape} like its frame {raw_path.name}"
                 )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unet import __version__
+from unet.errors import InputError
 from unet.io import write_text_atomic
 
 CHUNK = 1 << 20
@@ -33,12 +34,6 @@ class _Retry(Exception):
 
 class _Missing(Exception):
     """The source does not hold the file (HTTP 404, no such file in a mirror folder)."""
-
-
-def _user_error(message: str) -> Exception:
-    from unet.cli import UserError
-
-    return UserError(message)
 
 
 @dataclass(frozen=True)
@@ -136,7 +131,7 @@ def http_get(
             if err.code in (404, 410):
                 raise _Missing(f"{url}: HTTP {err.code} {err.reason}") from err
             if 400 <= err.code < 500 and err.code not in (408, 429):
-                raise _user_error(f"{url}: HTTP {err.code} {err.reason}") from err
+                raise InputError(f"{url}: HTTP {err.code} {err.reason}") from err
             last = err
         except (
             _Retry,
@@ -147,7 +142,7 @@ def http_get(
         ) as err:
             last = err
     reason = getattr(last, "reason", None) or last
-    raise _user_error(f"{url}: download failed after {retries + 1} tries: {reason}")
+    raise InputError(f"{url}: download failed after {retries + 1} tries: {reason}")
 
 
 def _copy_local(src: Path, part: Path, progress: bool) -> None:
@@ -181,7 +176,7 @@ def read_lock(cache: Path) -> dict[str, dict[str, object]]:
     try:
         return dict(json.loads(path.read_text())["files"])
     except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: corrupt lock file ({err}); expected JSON with 'files'") from err
+        raise InputError(f"{path}: corrupt lock file ({err}); expected JSON with 'files'") from err
 
 
 def _record(cache: Path, name: str, digest: str, source: Source, size: int) -> None:
@@ -200,13 +195,13 @@ def _check(name: str, where: str, digest: str, expected: set[str], cache: Path) 
     if expected:
         if digest not in expected:
             want = " or ".join(sorted(expected))
-            raise ValueError(
+            raise InputError(
                 f"{where}: sha256 {digest} does not match the expected {want} for {name}"
             )
         return
     locked = read_lock(cache).get(name, {}).get("sha256")
     if locked and digest != locked:
-        raise ValueError(
+        raise InputError(
             f"{where}: sha256 {digest} does not match {locked} recorded for {name} "
             f"in {cache / LOCK_NAME} at its first download"
         )

@@ -9,16 +9,15 @@ folder named after the dataset), then the official URL.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from unet.archive import safe_extract, zip_names
 from unet.download import Source, fetch_file, mirror_sources, read_lock
+from unet.errors import InputError
 from unet.registry import ISBI_FILES, dataset_entry
 from unet.synthetic import SyntheticParams
 
@@ -47,7 +46,7 @@ def fetch_dataset(
     entry = dataset_entry(name, override)
     out_dir, fmt = Path(out_dir), entry["format"]
     if stores == "test" and fmt != "isbi2012":
-        raise ValueError(f"dataset {name!r} ({fmt}) has no unlabelled test slices")
+        raise InputError(f"dataset {name!r} ({fmt}) has no unlabelled test slices")
     job = _Job(
         name,
         entry,
@@ -82,7 +81,7 @@ class _Job:
         """Bring one of the entry's files into the cache (mirror first)."""
         spec = self.entry["files"].get(file)
         if spec is None:
-            raise ValueError(f"dataset {self.name!r}: the registry entry lacks the file {file}")
+            raise InputError(f"dataset {self.name!r}: the registry entry lacks the file {file}")
         sources = mirror_sources(self.mirror, [f"{self.name}/{file}", file])
         if spec.get("url"):
             sources.append(Source("official", spec["url"]))
@@ -122,7 +121,7 @@ def _fetch_ctc(job: _Job, max_extract_bytes: int) -> dict[str, list[int]]:
 
     zips = [f for f in job.entry["files"] if f.endswith(".zip")]
     if not zips:
-        raise ValueError(f"dataset {job.name!r}: a ctc entry needs a .zip file")
+        raise InputError(f"dataset {job.name!r}: a ctc entry needs a .zip file")
     archive = job.get(zips[0])
     members = datasets.ctc_members(zip_names(archive), str(archive))
     out = job.out_dir / f"{job.name}.zarr"
@@ -167,79 +166,6 @@ def _write_synthetic(job: _Job, opts: dict[str, Any]) -> list[int]:
         attrs=attrs,
         progress=job.progress,
     )
-
-
-def add_parser(sub: Any) -> None:
-    """Register ``unet fetch``."""
-    p = sub.add_parser(
-        "fetch",
-        help="download a dataset into its canonical zarr store",
-        description="Download a dataset (mirror first, resumable, sha256-checked) and write its "
-        "canonical zarr store OUT/DATASET.zarr (+ OUT/DATASET-test.zarr for unlabelled slices).",
-    )
-    p.add_argument("dataset", help="isbi2012, synthetic, a CTC 2D training set name, ...")
-    p.add_argument("--out", required=True, type=Path, help="folder for DATASET.zarr")
-    p.add_argument("--mirror", help="folder or base URL tried first (default $UNET_DATA_MIRROR)")
-    p.add_argument("--cache", type=Path, help="download cache (default OUT/downloads/DATASET)")
-    p.add_argument(
-        "--stores",
-        choices=["all", "labelled", "test"],
-        default="all",
-        help="write the labelled store, the unlabelled test store, or both",
-    )
-    p.add_argument("--entry", type=json.loads, help="JSON overriding the registry entry")
-    s = p.add_argument_group("split (where the entry has none)")
-    s.add_argument("--val-fraction", type=float, default=0.2)
-    s.add_argument("--test-fraction", type=float, default=0.0)
-    s.add_argument("--split-seed", type=int, default=0)
-    g = p.add_argument_group("synthetic dataset")
-    g.add_argument("--slices", type=int, default=16)
-    g.add_argument("--seed", type=int, default=0)
-    for field in fields(SyntheticParams):  # one flag per generator setting, same defaults
-        flag = f"--{field.name.replace('_', '-')}"
-        if isinstance(field.default, tuple):
-            g.add_argument(flag, type=int, nargs=2, default=list(field.default),
-                           metavar=("MIN", "MAX"))  # fmt: skip
-        else:
-            g.add_argument(flag, type=type(field.default), default=field.default)
-    n = p.add_argument_group("download")
-    n.add_argument("--timeout", type=float, default=30.0, help="seconds per socket operation")
-    n.add_argument("--retries", type=int, default=4)
-    n.add_argument("--backoff", type=float, default=1.0, help="first retry delay, doubling")
-    n.add_argument("--max-extract-gb", type=float, default=64.0, help="bound on unzipped size")
-    n.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    synthetic = {"slices": args.slices, "seed": args.seed}
-    for field in fields(SyntheticParams):
-        value = getattr(args, field.name)
-        synthetic[field.name] = tuple(value) if isinstance(value, list) else value
-    written = fetch_dataset(
-        args.dataset,
-        args.out,
-        stores=args.stores,
-        override=args.entry,
-        cache=args.cache,
-        mirror=args.mirror or os.environ.get("UNET_DATA_MIRROR") or None,
-        split={
-            "val_fraction": args.val_fraction,
-            "test_fraction": args.test_fraction,
-            "seed": args.split_seed,
-        },
-        synthetic=synthetic,
-        max_extract_bytes=int(args.max_extract_gb * 2**30),
-        net={
-            "timeout": args.timeout,
-            "retries": args.retries,
-            "backoff": args.backoff,
-            "progress": not args.no_progress,
-        },
-    )
-    for store in written:
-        print(describe(args.out / store))
-    return 0
 
 
 def describe(store: Path) -> str:

@@ -26,7 +26,8 @@ from unet.augment import (
     sampling_grid,
 )
 from unet.io import atomic_output
-from unet.warp import warp as _warp
+from unet.labels import relabel
+from unet.resample import warp as _warp
 
 
 def _pyplot() -> Any:
@@ -53,10 +54,8 @@ def weights_figure(
     """Raw image, instance boundaries and weight map side by side (the paper's Fig. 3)."""
     from scipy import ndimage
 
-    from unet.weights import consecutive_labels
-
     plt = _pyplot()
-    labels = consecutive_labels(instances)
+    labels = relabel(instances, sequential=True)
     edges = ndimage.maximum_filter(labels, 3) != ndimage.minimum_filter(labels, 3)
     colours = np.random.default_rng(0).uniform(0.2, 1.0, (int(labels.max()) + 1, 3))
     overlay = np.where((labels > 0)[..., None], colours[labels], 0.0)
@@ -137,7 +136,7 @@ def augmentation_figure(
 
 def figure_for_block(data, path: str | os.PathLike[str], *, seed: int, block: int,
                      config: AugmentConfig = DEFAULT, n: int = 5) -> Path:  # fmt: skip
-    """The figure for the first training slice of ``data`` (a :class:`unet.tiles.TrainingData`),
+    """The figure for the first training slice of ``data`` (a :class:`unet.cache.TrainingData`),
     with augmentations drawn from (seed, block)."""
     rng = np.random.default_rng([seed, block])
     return augmentation_figure(data.raw[0], data.target[0], path, rng=rng,

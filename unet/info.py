@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
-import json
 import os
 import platform
 import sys
 from typing import Any
 
 from unet import __version__
-from unet.cli_args import add_model_args, model_config
-from unet.io import write_text_atomic
 
 PACKAGES = ("snakemake", "torch", "zarr", "dask", "numpy", "scipy", "tifffile", "pandas")
 
@@ -76,31 +72,3 @@ def collect(model_config: dict[str, Any] | None = None) -> dict[str, Any]:
     if model_config is not None:
         info["model"] = model_summary(model_config)
     return info
-
-
-def _run(args: argparse.Namespace) -> int:
-    info = collect(model_config(args) if args.model else None)
-    if args.json or args.out:
-        text = json.dumps(info, indent=2) + "\n"
-        if args.out:
-            write_text_atomic(args.out, text)
-        else:
-            sys.stdout.write(text)
-        return 0
-    for key, value in info.items():
-        if isinstance(value, dict):
-            for name, version in value.items():
-                print(f"{name:>18}: {version}")
-        else:
-            print(f"{key:>18}: {value}")
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``unet info``."""
-    p = sub.add_parser("info", help="package versions, torch build, device found, threads")
-    p.add_argument("--json", action="store_true", help="print (or write) JSON")
-    p.add_argument("--out", help="write the JSON to this file atomically")
-    p.add_argument("--model", action="store_true", help="also summarise the model configured")
-    add_model_args(p)
-    p.set_defaults(func=_run)

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from unet.errors import InputError
+
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
@@ -97,12 +99,12 @@ def read_tiff(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         array = tifffile.imread(path)
     except Exception as err:  # tifffile raises many types for damaged files
-        raise ValueError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
+        raise InputError(f"{path}: not a readable TIFF ({type(err).__name__}: {err})") from err
     finally:
         log.removeHandler(collect)
     if collect.messages or array.size == 0:
         why = collect.messages[0] if collect.messages else "no image data"
-        raise ValueError(
+        raise InputError(
             f"{path}: not a readable TIFF (corrupt or truncated: {why.splitlines()[0]})"
         )
     return array
@@ -120,8 +122,8 @@ def open_store(path: str | os.PathLike[str], arrays: Sequence[str] = ()) -> Any:
     try:
         group = zarr.open_group(str(path), mode="r")
     except Exception as err:
-        raise ValueError(f"{path}: not a readable zarr group ({err})") from err
+        raise InputError(f"{path}: not a readable zarr group ({err})") from err
     missing = [name for name in arrays if name not in group]
     if missing:
-        raise ValueError(f"{path}: missing array(s) {missing}, expected {list(arrays)}")
+        raise InputError(f"{path}: missing array(s) {missing}, expected {list(arrays)}")
     return group

@@ -23,6 +23,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from unet.errors import InputError
+from unet.labels import is_binary, relabel
+
 
 def thresholds(lo: float = 0.0, hi: float = 1.0, step: float = 0.1) -> np.ndarray:
     """The reference's threshold sequence: accumulated in float64 while ``th <= hi``."""
@@ -79,25 +82,24 @@ def check_inputs(ground_truth: Any, probability: Any) -> tuple[np.ndarray, np.nd
     """
     gt, prob = np.asarray(ground_truth), np.asarray(probability)
     if gt.shape != prob.shape:
-        raise ValueError(f"prediction shape {prob.shape} differs from ground truth {gt.shape}")
+        raise InputError(f"prediction shape {prob.shape} differs from ground truth {gt.shape}")
     if gt.ndim not in (2, 3) or gt.size == 0:
-        raise ValueError(f"expected a 2-D slice or a (Z, Y, X) stack, got shape {gt.shape}")
-    positive = gt[gt != 0]
-    if positive.size and (positive.min() != positive.max() or positive.min() < 0):
+        raise InputError(f"expected a 2-D slice or a (Z, Y, X) stack, got shape {gt.shape}")
+    if not is_binary(gt):
         values = np.unique(gt)
         shown = ", ".join(str(v) for v in values[:6]) + (", ..." if values.size > 6 else "")
-        raise ValueError(
+        raise InputError(
             f"ground truth is not binary: values {shown}; expected 0 = membrane and one "
             "positive value (e.g. 255) = cell"
         )
     if not (np.issubdtype(prob.dtype, np.number) or prob.dtype == bool):
-        raise ValueError(f"probability must be numeric, got dtype {prob.dtype}")
+        raise InputError(f"probability must be numeric, got dtype {prob.dtype}")
     prob = prob.astype(np.float32, copy=False)
     if np.isnan(prob).any():
-        raise ValueError(f"probability contains {int(np.isnan(prob).sum())} NaN values")
+        raise InputError(f"probability contains {int(np.isnan(prob).sum())} NaN values")
     low, high = float(prob.min()), float(prob.max())
     if low < 0 or high > 1:
-        raise ValueError(f"probability must lie in [0, 1], got values in [{low:g}, {high:g}]")
+        raise InputError(f"probability must lie in [0, 1], got values in [{low:g}, {high:g}]")
     stack = (lambda a: a[None]) if gt.ndim == 2 else (lambda a: a)
     return stack(gt != 0), stack(prob)
 
@@ -140,27 +142,15 @@ def rand_counts(gt_labels: Any, seg_labels: Any) -> tuple[int, int, int]:
     proposal 0 inside ground-truth foreground counted as singletons)."""
     gt, seg = np.asarray(gt_labels), np.asarray(seg_labels)
     if gt.shape != seg.shape:
-        raise ValueError(f"segmentation shape {seg.shape} differs from ground truth {gt.shape}")
+        raise InputError(f"segmentation shape {seg.shape} differs from ground truth {gt.shape}")
     inside = gt != 0
-    g, s = _compact(gt[inside]), _compact(seg[inside], keep_zero=True)
+    g, s = relabel(gt[inside]), relabel(seg[inside])
     assigned = s != 0
     n0 = s.size - int(np.count_nonzero(assigned))
     a, b = np.bincount(g), np.bincount(s[assigned])
     nij = _pair_counts(g[assigned], s[assigned])
     tp = int((nij * nij).sum()) + n0
     return tp, int((b * b).sum()) + n0 - tp, int((a * a).sum()) - tp
-
-
-def _compact(labels: np.ndarray, keep_zero: bool = False) -> np.ndarray:
-    """Labels as small non-negative int64 (renumbered when needed); with ``keep_zero``,
-    0 stays 0 and nothing else maps to 0."""
-    labels = labels.reshape(-1)
-    if labels.dtype.kind in "biu" and labels.size:
-        low, high = int(labels.min()), int(labels.max())
-        if low >= 0 and high < 1 << 22:
-            return labels.astype(np.int64)  # already small: bincount directly
-    inverse = np.unique(labels, return_inverse=True)[1].reshape(-1).astype(np.int64)
-    return np.where(labels == 0, 0, inverse + 1) if keep_zero else inverse
 
 
 def _pair_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -221,10 +211,10 @@ def variation_of_information(
     a stack are separate images: equal ids in different slices are different objects."""
     gt, seg = np.asarray(gt_labels), np.asarray(seg_labels)
     if gt.shape != seg.shape:
-        raise ValueError(f"segmentation shape {seg.shape} differs from ground truth {gt.shape}")
+        raise InputError(f"segmentation shape {seg.shape} differs from ground truth {gt.shape}")
     gt, seg = _frame_unique(gt, frames), _frame_unique(seg, frames, zero_is_label=True)
     inside = gt != 0
-    g, s = _compact(gt[inside]), _compact(seg[inside])
+    g, s = relabel(gt[inside]), relabel(seg[inside])
     if g.size == 0:
         return VariationOfInformation(0.0, 0.0)
     joint = _entropy(_pair_counts(g, s))
@@ -244,9 +234,9 @@ def seg_score(gt_labels: Any, result_labels: Any, frames: bool = True) -> float:
     frames whose objects are pooled. NaN when the ground truth has no object."""
     gt, res = np.asarray(gt_labels), np.asarray(result_labels)
     if gt.shape != res.shape:
-        raise ValueError(f"result shape {res.shape} differs from ground truth {gt.shape}")
+        raise InputError(f"result shape {res.shape} differs from ground truth {gt.shape}")
     gt, res = _frame_unique(gt, frames), _frame_unique(res, frames)
-    g, r = _compact(gt.ravel(), keep_zero=True), _compact(res.ravel(), keep_zero=True)
+    g, r = relabel(gt.ravel()), relabel(res.ravel())
     sizes_g, sizes_r = np.bincount(g), np.bincount(r)
     objects = int(np.count_nonzero(sizes_g[1:]))
     if objects == 0:
@@ -264,7 +254,7 @@ def _frame_unique(labels: np.ndarray, frames: bool, zero_is_label: bool = False)
     0 unless it is a label of its own."""
     if not frames or labels.ndim < 3:
         return labels
-    out = _compact(labels, keep_zero=True).reshape(labels.shape)
+    out = relabel(labels).reshape(labels.shape)
     offsets = np.arange(out.shape[0], dtype=np.int64)[:, None, None] * (int(out.max()) + 1)
     return out + offsets if zero_is_label else np.where(out != 0, out + offsets, 0)
 
@@ -286,5 +276,5 @@ def dice(ground_truth: Any, prediction: Any) -> float:
 def _masks(ground_truth: Any, prediction: Any) -> tuple[np.ndarray, np.ndarray]:
     gt, pred = np.asarray(ground_truth), np.asarray(prediction)
     if gt.shape != pred.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}")
+        raise InputError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}")
     return gt > 0, pred > 0

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from unet import shapes
+from unet.errors import InputError
 from unet.io import atomic_output
 
 NORMS = (None, "batch", "group")
@@ -113,7 +114,7 @@ class UNet(nn.Module):
         """Raise ValueError naming the bad shape if the network cannot take an input of it."""
         want = 2 + self.config["dims"]
         if len(shape) != want or shape[1] != self.config["in_channels"]:
-            raise ValueError(
+            raise InputError(
                 f"expected input of shape (N, {self.config['in_channels']}, "
                 f"{', '.join(['size'] * self.config['dims'])}), got {shape}"
             )
@@ -144,15 +145,15 @@ def _check_args(
     for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
                         ("base_channels", base_channels), ("depth", depth)):  # fmt: skip
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
     if padding not in shapes.PADDINGS:
-        raise ValueError(f"padding must be one of {shapes.PADDINGS}, got {padding!r}")
+        raise InputError(f"padding must be one of {shapes.PADDINGS}, got {padding!r}")
     if dims not in (2, 3):
-        raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+        raise InputError(f"dims must be 2 or 3, got {dims!r}")
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        raise InputError(f"dropout must be in [0, 1), got {dropout!r}")
     if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        raise InputError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
 def _he_init(module: nn.Module) -> None:
@@ -183,5 +184,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         model = UNet(**payload["config"])
         model.load_state_dict(payload["state_dict"])
     except (OSError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as err:
-        raise ValueError(f"{path}: not a U-Net checkpoint ({err})") from err
+        raise InputError(f"{path}: not a U-Net checkpoint ({err})") from err
     return model

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from unet.errors import InputError
+
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 
@@ -65,7 +67,7 @@ def watershed_instances(
     from skimage.segmentation import watershed
 
     if not 0 <= threshold <= seed_threshold <= 1:
-        raise ValueError(
+        raise InputError(
             f"need 0 <= threshold <= seed_threshold <= 1, got {threshold}, {seed_threshold}"
         )
     prob, squeeze = _slicewise(np.asarray(probability, dtype=np.float32))

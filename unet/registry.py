@@ -12,6 +12,8 @@ import copy
 import re
 from typing import Any
 
+from unet.errors import InputError
+
 ISBI_URL = "http://brainiac2.mit.edu/isbi_challenge/sites/default/files/{file}"
 CTC_URL = "https://data.celltrackingchallenge.net/training-datasets/{name}.zip"
 CTC_NAME = re.compile(r"^(?:BF|DIC|Fluo|PhC)-[CN]2D[HL]-[A-Za-z0-9+]+$")
@@ -65,14 +67,14 @@ def dataset_entry(name: str, override: dict[str, Any] | None = None) -> dict[str
         else:
             entry[key] = value
     if not entry:
-        raise ValueError(
+        raise InputError(
             f"unknown dataset {name!r}; expected isbi2012, synthetic, a Cell Tracking "
             f"Challenge 2D training set (e.g. Fluo-N2DL-HeLa) or a config entry"
         )
     if entry.get("format") not in FORMATS:
-        raise ValueError(
+        raise InputError(
             f"dataset {name!r}: format {entry.get('format')!r} is not one of {FORMATS}"
         )
     if entry["format"] != "synthetic" and not entry.get("files"):
-        raise ValueError(f"dataset {name!r}: no files to download")
+        raise InputError(f"dataset {name!r}: no files to download")
     return entry

@@ -15,15 +15,17 @@ read window.
 
 from __future__ import annotations
 
+from unet.errors import InputError
+
 PADDINGS = ("valid", "same")
 _CONV_LOSS = 4  # two unpadded 3x3 convolutions per level
 
 
 def _check_config(depth: int, padding: str) -> None:
     if not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+        raise InputError(f"depth must be an integer >= 1, got {depth!r}")
     if padding not in PADDINGS:
-        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        raise InputError(f"padding must be one of {PADDINGS}, got {padding!r}")
 
 
 def step(depth: int = 5) -> int:
@@ -88,7 +90,7 @@ def valid_inputs_near(size: int, depth: int = 5, padding: str = "valid") -> tupl
 def _raise_invalid(size: int, depth: int, padding: str) -> None:
     lower, upper = valid_inputs_near(size, depth, padding)
     near = f"{lower} or {upper}" if lower is not None else f"{upper}"
-    raise ValueError(
+    raise InputError(
         f"input size {size} is invalid for a U-Net of depth {depth} with {padding} padding "
         f"(every 2x2 max pooling needs an even size); nearest valid sizes: {near}"
     )
@@ -109,7 +111,7 @@ def input_size(out: int, depth: int = 5, padding: str = "valid") -> int:
     """Smallest input size whose output covers at least ``out`` pixels."""
     _check_config(depth, padding)
     if out < 1:
-        raise ValueError(f"output size must be >= 1, got {out}")
+        raise InputError(f"output size must be >= 1, got {out}")
     if padding == "same":
         return -(-out // step(depth)) * step(depth)
     candidate = out

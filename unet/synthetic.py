@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from unet.errors import InputError
+from unet.labels import relabel
+
 
 @dataclass(frozen=True)
 class SyntheticParams:
@@ -30,17 +33,17 @@ class SyntheticParams:
         """Raise ValueError naming the first bad value."""
         lo, hi = self.membrane_width
         if self.size < 16:
-            raise ValueError(f"synthetic size must be at least 16 pixels, got {self.size}")
+            raise InputError(f"synthetic size must be at least 16 pixels, got {self.size}")
         if not 4 <= self.cell_diameter <= self.size:
-            raise ValueError(
+            raise InputError(
                 f"cell diameter must be in [4, size={self.size}], got {self.cell_diameter}"
             )
         if not 2 <= lo <= hi:
-            raise ValueError(f"membrane width must be 2 <= min <= max, got {self.membrane_width}")
+            raise InputError(f"membrane width must be 2 <= min <= max, got {self.membrane_width}")
         if not 0 <= self.touching_fraction <= 1:
-            raise ValueError(f"touching fraction must be in [0, 1], got {self.touching_fraction}")
+            raise InputError(f"touching fraction must be in [0, 1], got {self.touching_fraction}")
         if self.noise < 0 or self.blur < 0:
-            raise ValueError(f"noise and blur must be >= 0, got {self.noise}, {self.blur}")
+            raise InputError(f"noise and blur must be >= 0, got {self.noise}, {self.blur}")
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -103,8 +106,7 @@ def synthetic_slice(rng: np.random.Generator, p: SyntheticParams) -> tuple[np.nd
     nearest = width[iy, ix]  # the membrane is the 2-pixel boundary band, widened to its width
     membrane = (nearest > 0) & (dist <= (nearest - 2) / 2.0)
     ids = np.where(membrane, 0, cells)  # cell ids are >= 1; 0 is membrane
-    _, instances = np.unique(np.append(ids, 0), return_inverse=True)  # 0 present: stays 0
-    instances = instances[:-1].reshape(cells.shape).astype(np.uint32)
+    instances = relabel(ids, sequential=True).astype(np.uint32)
     n = int(cells.max()) + 1
     image = rng.uniform(0.5, 0.8, n)[cells] + 0.05 * _smooth_noise(rng, cells.shape, 1.5)
     blobs = np.zeros(cells.shape, bool)
@@ -127,6 +129,6 @@ def synthetic_slices(
     """``slices`` independent slices; slice z depends only on (seed, z)."""
     p.check()
     if slices < 1:
-        raise ValueError(f"synthetic slices must be at least 1, got {slices}")
+        raise InputError(f"synthetic slices must be at least 1, got {slices}")
     for z in range(slices):
         yield synthetic_slice(np.random.default_rng([seed, z]), p)

@@ -20,9 +20,7 @@ brute force up to one float32 rounding step (in practice bit for bit).
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from unet.errors import InputError
+from unet.labels import relabel
 
 ClassWeights = str | Mapping[int, float] | None
 
@@ -47,14 +48,14 @@ def _check_instances(instances: Any) -> np.ndarray:
         expected, got = "ids >= 0 (0 = background)", f"minimum {array.min()}"
     else:
         return array
-    raise ValueError(f"instances: expected {expected}, got {got}")
+    raise InputError(f"instances: expected {expected}, got {got}")
 
 
 def _check_parameters(w0: float, sigma: float) -> None:
     if not (math.isfinite(w0) and w0 >= 0):
-        raise ValueError(f"w0: expected a finite number >= 0, got {w0}")
+        raise InputError(f"w0: expected a finite number >= 0, got {w0}")
     if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma: expected a finite number > 0, got {sigma}")
+        raise InputError(f"sigma: expected a finite number > 0, got {sigma}")
 
 
 def class_weight_values(instances: np.ndarray, class_weights: ClassWeights) -> tuple[float, float]:
@@ -77,7 +78,7 @@ def class_weight_values(instances: np.ndarray, class_weights: ClassWeights) -> t
         bg, cell = float(class_weights[0]), float(class_weights[1])
         if all(math.isfinite(v) and v >= 0 for v in (bg, cell)):
             return bg, cell
-    raise ValueError(
+    raise InputError(
         "class_weights: expected 'balanced', 'none' or {0: background, 1: cell} with finite "
         f"weights >= 0, got {class_weights!r}"
     )
@@ -91,23 +92,6 @@ def cutoff_radius(w0: float, sigma: float, w_background: float) -> float:
     return sigma * math.sqrt(2.0 * math.log(w0 / negligible))
 
 
-def consecutive_labels(instances: np.ndarray) -> np.ndarray:
-    """The labels as intp, renumbered 1..n when ids are missing (sparse or huge ids)."""
-    if instances.size == 0 or instances.max() == 0:
-        return instances.astype(np.intp)
-    if instances.max() <= instances.size:
-        labels = instances.astype(np.intp, copy=False)
-        present = np.flatnonzero(np.bincount(labels.ravel()))
-        if len(present) == labels.max() + int(present[0] == 0):
-            return labels
-        lookup = np.zeros(present[-1] + 1, np.intp)
-        lookup[present[present > 0]] = np.arange(1, np.count_nonzero(present) + 1)
-        return lookup[labels]
-    ids, inverse = np.unique(instances, return_inverse=True)
-    inverse = inverse.reshape(instances.shape).astype(np.intp)
-    return inverse if ids[0] == 0 else inverse + 1
-
-
 def two_nearest_distances(
     instances: Any, radius: float = math.inf
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +103,7 @@ def two_nearest_distances(
     """
     from scipy import ndimage
 
-    labels = consecutive_labels(_check_instances(instances))
+    labels = relabel(_check_instances(instances))
     d1 = np.full(labels.shape, np.inf)
     d2 = np.full(labels.shape, np.inf)
     grow = math.ceil(radius) if math.isfinite(radius) else max(labels.shape, default=0)
@@ -170,13 +154,13 @@ def parse_class_weights(text: str) -> ClassWeights:
     try:
         background, cell = (float(value) for value in text.split(","))
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"class weights: expected 'balanced', 'none' or BACKGROUND,CELL, got {text!r}"
         ) from None
     return {0: background, 1: cell}
 
 
-def _open_labels(store: Path) -> tuple[Any, Any, Any]:
+def open_labels(store: Path) -> tuple[Any, Any, Any]:
     """The store's group, its ``instances`` array and its ``semantic`` array (or None)."""
     import zarr
 
@@ -189,29 +173,19 @@ def _open_labels(store: Path) -> tuple[Any, Any, Any]:
     is_array = isinstance(instances, zarr.Array)
     kind = f"{instances.shape} {instances.dtype}" if is_array else "a group"
     if not is_array or instances.ndim != 3 or not np.issubdtype(instances.dtype, np.integer):
-        raise ValueError(f"{store}: expected 'instances' as (Z, Y, X) integer ids, got {kind}")
+        raise InputError(f"{store}: expected 'instances' as (Z, Y, X) integer ids, got {kind}")
     semantic = group["semantic"] if "semantic" in group else None
     if semantic is not None and semantic.shape != instances.shape:
-        raise ValueError(f"{store}: 'semantic' shape {semantic.shape} != {instances.shape}")
+        raise InputError(f"{store}: 'semantic' shape {semantic.shape} != {instances.shape}")
     return group, instances, semantic
 
 
-def _labels(instances: Any, semantic: Any, z: int) -> np.ndarray:
+def target_labels(instances: Any, semantic: Any, z: int) -> np.ndarray:
     """Slice ``z``'s instances; pixels the target (``semantic``) calls background get id 0."""
     labels = _check_instances(instances[z])
     if semantic is None:
         return labels
     return np.where(np.asarray(semantic[z]) > 0, labels, 0)
-
-
-def _figure_slice(store: Path, group: Any, shape: tuple[int, ...], z: int | None) -> int:
-    if "raw" not in group or group["raw"].shape != shape:
-        raise ValueError(f"{store}: --figure needs an array 'raw' of shape {shape}")
-    if z is None:
-        z = (group.attrs.get("split", {}).get("train") or [0])[0]
-    if not 0 <= z < shape[0]:
-        raise ValueError(f"--figure-slice: expected 0 <= z < {shape[0]}, got {z}")
-    return z
 
 
 def _in_order(pool: ThreadPoolExecutor, fn: Any, items: range, window: int) -> Iterator[Any]:
@@ -233,16 +207,12 @@ def compute_store(
     sigma: float = 5.0,
     class_weights: ClassWeights = "balanced",
     threads: int = 1,
-    figure: Path | None = None,
-    figure_slice: int | None = None,
 ) -> None:
     """Write ``out``: a zarr group with ``weights`` (Z, Y, X) float32 for ``store``'s labels.
 
     The labels are ``instances`` with the pixels that ``semantic`` (if present: the training
     target) calls background set to 0, so gaps between touching cells get the border term.
     Slices are computed in ``threads`` threads; ``out`` appears only when complete.
-    ``figure``: also write :func:`unet.figures.weights_figure` of ``figure_slice``
-    (default: the first training slice).
     """
     import zarr
     from tqdm import tqdm
@@ -252,23 +222,20 @@ def compute_store(
     _check_parameters(w0, sigma)
     explicit = class_weight_values(np.zeros((1, 1), np.uint8), class_weights)  # validates
     if threads < 1:
-        raise ValueError(f"threads: expected >= 1, got {threads}")
+        raise InputError(f"threads: expected >= 1, got {threads}")
     if out.resolve() == store.resolve():
-        raise ValueError(f"{out}: the output must not be the input store")
-    group, instances, semantic = _open_labels(store)
-    if figure is not None:
-        figure_slice = _figure_slice(store, group, instances.shape, figure_slice)
+        raise InputError(f"{out}: the output must not be the input store")
+    group, instances, semantic = open_labels(store)
     saved = class_weights if isinstance(class_weights, str | None) else list(explicit)
     attrs = {"dataset": group.attrs.get("dataset", store.name.removesuffix(".zarr")),
              "source": str(store), "w0": w0, "sigma": sigma, "class_weights": saved}  # fmt: skip
 
     def work(z: int) -> np.ndarray:
         try:
-            return weight_map(_labels(instances, semantic, z), w0, sigma, class_weights)
+            return weight_map(target_labels(instances, semantic, z), w0, sigma, class_weights)
         except ValueError as err:
-            raise ValueError(f"{store}: slice {z}: {err}") from None
+            raise InputError(f"{store}: slice {z}: {err}") from None
 
-    shown = None
     with atomic_output(out) as tmp, ThreadPoolExecutor(threads) as pool:
         array = zarr.open_group(tmp, mode="w", attributes=attrs).create_array(
             "weights", shape=instances.shape, chunks=instances.chunks, dtype="float32"
@@ -277,34 +244,3 @@ def compute_store(
         results = _in_order(pool, work, range(depth), window=2 * threads)
         for z, weights in enumerate(tqdm(results, store.name, depth, unit="slice")):
             array[z] = weights
-            shown = weights if z == figure_slice else shown
-    if figure is not None:
-        raw = np.asarray(group["raw"][figure_slice])
-        from unet.figures import weights_figure
-
-        weights_figure(raw, _labels(instances, semantic, figure_slice), shown, figure)
-
-
-def _run(args: argparse.Namespace) -> int:
-    compute_store(
-        args.store, args.out, w0=args.w0, sigma=args.sigma,
-        class_weights=parse_class_weights(args.class_weights), threads=args.threads,
-        figure=args.figure, figure_slice=args.figure_slice,
-    )  # fmt: skip
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``unet weights``."""
-    p = sub.add_parser("weights", help="the paper's loss weight maps of a dataset store")
-    p.add_argument("store", type=Path, help="dataset store (zarr group with 'instances')")
-    p.add_argument("--out", type=Path, required=True, help="weight-map store to write")
-    p.add_argument("--w0", type=float, default=10.0, help="border weight (default 10)")
-    p.add_argument("--sigma", type=float, default=5.0, help="border width, pixels (default 5)")
-    p.add_argument("--class-weights", default="balanced",
-                   help="balanced (default), none, or BACKGROUND,CELL")  # fmt: skip
-    p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1),
-                   help="slices computed at once (default: up to 4)")  # fmt: skip
-    p.add_argument("--figure", type=Path, help="also write a PNG: raw, boundaries, weights")
-    p.add_argument("--figure-slice", type=int, help="slice of --figure (default: first train)")
-    p.set_defaults(func=_run)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from unet.errors import InputError
 from unet.io import read_tiff
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -23,7 +24,7 @@ def _squeeze(data: np.ndarray, path: str) -> np.ndarray:
     while data.ndim > 3 and data.shape[0] == 1:
         data = data[0]
     if data.ndim not in (2, 3):
-        raise ValueError(
+        raise InputError(
             f"{path}: expected a 2-D image or a (Z, Y, X) stack, got shape {data.shape}"
         )
     return data
@@ -48,16 +49,16 @@ def _group_array(group: Any, name: str | None, path: str) -> Any:
             "probability" if "probability" in arrays else (arrays[0] if len(arrays) == 1 else None)
         )
     if name is None:
-        raise ValueError(
+        raise InputError(
             f"{path}: a zarr group with arrays {arrays or 'none'}; name the one to "
             "use (--prediction-array / --ground-truth-array)"
         )
     try:
         item = group[name]
     except KeyError:
-        raise ValueError(f"{path}: no array {name!r} (arrays: {', '.join(arrays)})") from None
+        raise InputError(f"{path}: no array {name!r} (arrays: {', '.join(arrays)})") from None
     if not isinstance(item, zarr.Array):
-        raise ValueError(f"{path}/{name}: is a group, expected an array")
+        raise InputError(f"{path}/{name}: is a group, expected an array")
     return item
 
 
@@ -73,7 +74,7 @@ def open_source(path: str | Path) -> Any:
     try:
         return zarr.open(str(path), mode="r")
     except Exception as err:
-        raise ValueError(f"{path}: neither a TIFF nor a zarr array or group ({err})") from None
+        raise InputError(f"{path}: neither a TIFF nor a zarr array or group ({err})") from None
 
 
 def read_volume(path: str | Path, array: str | None = None) -> np.ndarray:
@@ -86,7 +87,7 @@ def read_volume(path: str | Path, array: str | None = None) -> np.ndarray:
     if isinstance(source, zarr.Group):
         source = _group_array(source, array, str(path))
     elif array is not None:
-        raise ValueError(f"{path}: is a zarr array; --*-array {array!r} needs a group")
+        raise InputError(f"{path}: is a zarr array; --*-array {array!r} needs a group")
     return _squeeze(np.asarray(source[...]), str(path))
 
 
@@ -104,9 +105,3 @@ def group_arrays(path: str | Path) -> list[str]:
 
     source = open_source(path)
     return sorted(k for k, _ in source.arrays()) if isinstance(source, zarr.Group) else []
-
-
-def is_binary(data: np.ndarray) -> bool:
-    """At most one positive value besides 0 (a mask such as 0/1 or 0/255)."""
-    positive = data[data != 0]
-    return not positive.size or (positive.min() == positive.max() and positive.min() > 0)

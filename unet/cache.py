@@ -22,6 +22,7 @@ import numpy as np
 
 from unet import __version__
 from unet.augment import DEFAULT, AugmentConfig, AugmentedTile, augment_tile
+from unet.errors import InputError
 from unet.io import atomic_output, open_store
 
 NORMALIZATION = "per-slice min-max to [0, 1]"
@@ -80,10 +81,10 @@ def _train_slices(store: str | os.PathLike[str], attrs, depth: int) -> list[int]
     split = attrs.get("split")
     train = split.get("train") if isinstance(split, dict) else None
     if not train:
-        raise ValueError(f"{store}: attribute split['train'] is missing or empty")
+        raise InputError(f"{store}: attribute split['train'] is missing or empty")
     bad = [z for z in train if not isinstance(z, int) or not 0 <= z < depth]
     if bad:
-        raise ValueError(f"{store}: training slices {bad} are outside 0..{depth - 1}")
+        raise InputError(f"{store}: training slices {bad} are outside 0..{depth - 1}")
     return list(train)
 
 
@@ -93,10 +94,10 @@ def load_training(store: str | os.PathLike[str], weights: str | os.PathLike[str]
     wgroup = open_store(weights, ("weights",))
     raw, semantic, wmap = group["raw"], group["semantic"], wgroup["weights"]
     if raw.ndim != 3:
-        raise ValueError(f"{store}: raw has shape {raw.shape}, expected (Z, Y, X)")
+        raise InputError(f"{store}: raw has shape {raw.shape}, expected (Z, Y, X)")
     for path, name, array in ((store, "semantic", semantic), (weights, "weights", wmap)):
         if array.shape != raw.shape:
-            raise ValueError(f"{path}: {name} has shape {array.shape}, expected {raw.shape}")
+            raise InputError(f"{path}: {name} has shape {array.shape}, expected {raw.shape}")
     slices = _train_slices(store, dict(group.attrs), raw.shape[0])
     return TrainingData(
         dataset=str(group.attrs.get("dataset") or Path(store).name.removesuffix(".zarr")),
@@ -115,7 +116,7 @@ def sample_rng(dataset: str, seed: int, block: int, index: int) -> np.random.Gen
     """The generator of one sample; the same arguments give the same stream everywhere."""
     for name, value in (("seed", seed), ("block", block), ("index", index)):
         if not isinstance(value, int | np.integer) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            raise InputError(f"{name} must be an integer >= 0, got {value!r}")
     return np.random.default_rng([_stable_hash(dataset), seed, block, index])
 
 
@@ -153,7 +154,7 @@ def write_block(
     from tqdm import tqdm
 
     if not isinstance(n, int) or n < 1:
-        raise ValueError(f"--n must be an integer >= 1, got {n!r}")
+        raise InputError(f"--n must be an integer >= 1, got {n!r}")
     sample_rng(data.dataset, seed, block, 0)  # validates seed and block before any work
     with atomic_output(out) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
@@ -184,7 +185,7 @@ def read_block(path: str | os.PathLike[str]) -> Iterator[AugmentedTile]:
     group = open_store(path, ("raw", "target", "weight"))
     raw, target, weight = group["raw"], group["target"], group["weight"]
     if not raw.shape[0] == target.shape[0] == weight.shape[0]:
-        raise ValueError(f"{path}: raw, target and weight hold different numbers of tiles")
+        raise InputError(f"{path}: raw, target and weight hold different numbers of tiles")
     for i in range(raw.shape[0]):
         yield AugmentedTile(raw=raw[i], target=target[i], weight=weight[i])
 
@@ -225,11 +226,11 @@ def training_samples(
     """
     if cache:
         if not blocks:
-            raise ValueError("augment.cache is on but no cache blocks were given")
+            raise InputError("augment.cache is on but no cache blocks were given")
         for block in blocks:
             open_store(block, ("raw", "target", "weight"))
         return itertools.chain.from_iterable(read_block(b) for b in itertools.cycle(blocks))
     if data is None:
-        raise ValueError("augment.cache is off: training data are needed to augment on the fly")
+        raise InputError("augment.cache is off: training data are needed to augment on the fly")
     return augment_stream(data, seed=seed, per_block=per_block, tile_in=tile_in,
                           tile_out=tile_out, config=config)  # fmt: skip

@@ -1,10 +1,13 @@
 """The ``unet`` command line: one subcommand per pipeline stage.
 
-Each stage module in :data:`STAGES` defines ``add_parser(subparsers)``, which registers its
-subcommand and sets ``func`` (taking the parsed arguments) as the parser default. Stage
-modules are imported lazily so that ``unet --help`` stays fast and light stages never import
-torch. Errors that are the user's (bad input, bad value) exit with status 2 and one line on
-stderr naming the file or value; nothing is written at the output path.
+The command-line layer sits on top of the library: each module in :data:`STAGES`
+(``unet/cli/<verb>.py``) defines ``add_parser(subparsers)``, which registers its subcommand
+and sets ``func`` (taking the parsed arguments) as the parser default, and calls the stage
+module of the same name; nothing in the library imports this package. Heavy imports stay
+inside ``func`` so that ``unet --help`` stays fast and light stages never import torch.
+:class:`unet.errors.InputError` and missing files (the user's errors) exit with status 2 and
+one line on stderr naming the file or value; any other exception is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -15,19 +18,21 @@ import sys
 from collections.abc import Sequence
 
 from unet import __version__
+from unet.errors import InputError
+
+# What the user can fix: one line on stderr, exit status 2; anything else is a bug and keeps
+# its traceback.
+USER_ERRORS = (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+               PermissionError, FileExistsError)  # fmt: skip
 
 # "module" entries, in pipeline order; each stage's issue appends its module here.
 STAGES: tuple[str, ...] = (
-    "unet.info",
-    "unet.fetch",
-    "unet.weights",
-    "unet.augment",
-    "unet.evaluate",
+    "unet.cli.info",
+    "unet.cli.fetch",
+    "unet.cli.weights",
+    "unet.cli.augment",
+    "unet.cli.evaluate",
 )
-
-
-class UserError(Exception):
-    """An error in the user's input: reported as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, OSError) as err:
+    except USER_ERRORS as err:
         print(f"unet {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,8 +12,7 @@ import zarr
 from conftest import run_snakemake
 from scipy import ndimage
 
-from unet.cli import main
-from unet.tiles import (
+from unet.cache import (
     augment_stream,
     load_training,
     normalize,
@@ -22,6 +21,7 @@ from unet.tiles import (
     training_samples,
     write_block,
 )
+from unet.cli import main
 
 TILE = dict(tile_in=(60, 60), tile_out=(20, 20))  # depth 3, valid padding, --tile 60
 MODEL = ["--depth", "3", "--tile", "60"]

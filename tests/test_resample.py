@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 from unet.augment import Transform, sampling_grid
-from unet.warp import cubic_weights, warp
+from unet.resample import cubic_weights, warp
 
 
 def test_cubic_interpolation_is_exact_on_nodes_and_for_quadratics() -> None:
