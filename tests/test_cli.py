@@ -55,23 +55,23 @@ def test_os_errors_are_one_line_errors(tmp_path, capsys) -> None:
 
 def test_a_bug_keeps_its_traceback(monkeypatch) -> None:
     """Only InputError and missing files are user errors; a ValueError from a bug propagates."""
-    import unet.info
+    import unet.cli.info
 
     def broken(*args, **kwargs):
         raise ValueError("an internal bug")
 
-    monkeypatch.setattr(unet.info, "collect", broken)
+    monkeypatch.setattr(unet.cli.info, "collect", broken)
     with pytest.raises(ValueError, match="an internal bug"):
         main(["info", "--json"])
 
 
 def test_input_error_is_one_line(monkeypatch, capsys) -> None:
-    import unet.info
+    import unet.cli.info
     from unet.errors import InputError
 
     def refuse(*args, **kwargs):
         raise InputError("data.tif: expected a 2-D image")
 
-    monkeypatch.setattr(unet.info, "collect", refuse)
+    monkeypatch.setattr(unet.cli.info, "collect", refuse)
     assert main(["info", "--json"]) == 2
     assert capsys.readouterr().err == "unet info: error: data.tif: expected a 2-D image\n"
