@@ -4,6 +4,7 @@ a full-layout CTC zip, the split, the border between touching cells."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -14,7 +15,9 @@ import zarr
 from scipy import ndimage
 
 from unet.cli import main
-from unet.datasets import FOUR_CONNECTED, make_split, parse_indices, read_tiff, touching_border
+from unet.datasets import FOUR_CONNECTED, read_tiff, touching_border
+from unet.download import LOCK_NAME, sha256_file
+from unet.registry import dataset_entry
 
 
 def _fetch(name: str, out: Path, mirror: Path, *extra: str) -> Path:
@@ -52,6 +55,29 @@ def test_isbi_store(isbi, shared_datasets) -> None:
     )
     test = zarr.open_group(isbi.with_name("isbi2012-test.zarr"), mode="r")
     assert list(test.keys()) == ["raw"] and test["raw"].shape == (30, 512, 512)
+
+
+def test_isbi_official_30_slice_layout(shared_datasets, tmp_path) -> None:
+    """The challenge's 30 training slices (built from the shared 25 by repeating 5): the
+    registry's split takes the last 5 for validation; the rebuilt files have no known hash,
+    so theirs are recorded in the lock file; the test volume is the shared copy."""
+    shared, mirror = shared_datasets / "isbi2012", tmp_path / "mirror"
+    mirror.mkdir()
+    for name in ("train-volume.tif", "train-labels.tif"):
+        stack = tifffile.imread(shared / name)
+        tifffile.imwrite(mirror / name, np.concatenate([stack, stack[10:15]]))
+    (mirror / "test-volume.tif").write_bytes((shared / "test-volume.tif").read_bytes())
+    root = zarr.open_group(_fetch("isbi2012", tmp_path / "out", mirror), mode="r")
+    assert root["raw"].shape == (30, 512, 512)
+    assert np.array_equal(root["raw"][25:], root["raw"][10:15])
+    assert root.attrs["split"] == {"train": list(range(25)), "val": list(range(25, 30)), "test": []}
+    lock = json.loads((tmp_path / "out" / "downloads" / "isbi2012" / LOCK_NAME).read_text())
+    files = dataset_entry("isbi2012")["files"]
+    for name in ("train-volume.tif", "train-labels.tif", "test-volume.tif"):
+        assert lock["files"][name]["sha256"] == sha256_file(mirror / name)
+        assert (lock["files"][name]["sha256"] == files[name]["mirror_sha256"]) == (
+            name == "test-volume.tif"
+        )
 
 
 def test_isbi_instances_are_the_4_connected_cell_components(isbi) -> None:
@@ -142,44 +168,6 @@ def test_ctc_full_layout_uses_only_annotated_frames(tmp_path) -> None:
     assert not list((tmp_path / "out" / "downloads").rglob(".extract-*"))  # extraction cleaned
 
 
-def test_split_explicit_and_seeded() -> None:
-    assert parse_indices("0-2, 5") == [0, 1, 2, 5] and parse_indices([3, 1]) == [3, 1]
-    split = make_split(25, explicit={"train": "0-19", "val": "20-24"})
-    assert split == {"train": list(range(20)), "val": list(range(20, 25)), "test": []}
-    a = make_split(36, val_fraction=0.2, test_fraction=0.1, seed=3)
-    assert a == make_split(36, val_fraction=0.2, test_fraction=0.1, seed=3)
-    assert [len(a[p]) for p in ("train", "val", "test")] == [25, 7, 4]
-    assert sorted(i for part in a.values() for i in part) == list(range(36))
-
-
-@pytest.mark.parametrize(
-    ("n", "explicit", "message"),
-    [
-        (
-            30,
-            {"train": "0-19", "val": "20-24"},
-            r"names 25 slices \(up to index 24\) but the data has 30 slices \(0-29\)",
-        ),
-        (
-            20,
-            {"train": "0-19", "val": "20-24"},
-            r"names 25 slices \(up to index 24\) but the data has 20 slices",
-        ),
-        (
-            25,
-            {"train": "0-19", "val": "19-24"},
-            "every slice must be in exactly one of train/val/test",
-        ),
-        (25, {"train": "0-19", "vali": "20-24"}, r"unknown split part\(s\) \['vali'\]"),
-        (25, {"train": "0-x"}, "bad slice range '0-x'"),
-        (3, {"val": "0-2"}, "the split leaves no training slice out of 3"),
-    ],
-)
-def test_split_errors_are_clear(n, explicit, message) -> None:
-    with pytest.raises(ValueError, match=message):
-        make_split(n, explicit=explicit)
-
-
 @pytest.mark.parametrize("keep", [8, 100, 0.5, 0.9])
 def test_damaged_tiffs_are_one_line_errors(tmp_path, keep) -> None:
     data = np.random.default_rng(0).integers(0, 255, (5, 64, 64), np.uint8)
@@ -189,3 +177,75 @@ def test_damaged_tiffs_are_one_line_errors(tmp_path, keep) -> None:
     (tmp_path / "a.tif").write_bytes(whole[:cut])
     with pytest.raises(ValueError, match=r"a.tif: (not a readable|corrupt or truncated) TIFF"):
         read_tiff(tmp_path / "a.tif")
+
+
+def _tiny_ctc_with_tra(mirror: Path) -> dict[str, np.ndarray]:
+    """Fluo-N2DH-TRA.zip: frame 01/t000 has TRA markers (SEG outlines 1 of 3 cells), frame
+    01/t001 none (its unannotated cell is found by thresholding the raw frame)."""
+    from test_ignore import disc
+
+    shape = (40, 56)
+    raw = np.full(shape, 100, np.uint16)
+    seg, markers = np.zeros(shape, np.uint16), np.zeros(shape, np.uint16)
+    for mid, centre in ((1, (12, 12)), (2, (14, 24)), (3, (30, 44))):
+        raw[disc(shape, centre, 6)] = 900
+        markers[disc(shape, centre, 2.5)] = mid
+    seg[disc(shape, (12, 12), 6)] = 5
+    name = "Fluo-N2DH-TRA"
+    entries = {
+        f"{name}/01/t000.tif": raw,
+        f"{name}/01_GT/SEG/man_seg000.tif": seg,
+        f"{name}/01_GT/TRA/man_track000.tif": markers,
+        f"{name}/01/t001.tif": raw,
+        f"{name}/01_GT/SEG/man_seg001.tif": seg,
+    }
+    mirror.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(mirror / f"{name}.zip", "w") as zf:
+        for member, data in entries.items():
+            zf.writestr(member, _tif(data))
+    return {"raw": raw, "seg": seg, "markers": markers}
+
+
+def test_ctc_ignore_mask_from_tra_markers_else_the_raw_frame(tmp_path) -> None:
+    from test_ignore import brute_dilate, disc
+
+    made = _tiny_ctc_with_tra(tmp_path / "mirror")
+    store = _fetch("Fluo-N2DH-TRA", tmp_path / "out", tmp_path / "mirror")
+    root = zarr.open_group(store, mode="r")
+    ignore, inst = root["ignore"], root["instances"]
+    assert (ignore.shape, ignore.chunks, ignore.dtype) == (inst.shape, inst.chunks, np.uint8)
+    markers, seg = made["markers"], made["seg"]
+    unannotated = (markers == 2) | (markers == 3)
+    expected = brute_dilate(unannotated, 12.0) & (seg == 0)
+    assert np.array_equal(ignore[0], expected.astype(np.uint8))
+    info = root.attrs["ignore"]
+    assert info["methods"] == ["tra", "threshold"] and info["dropped"] == {}
+    params = {k: info[k] for k in ("method", "marker_radius", "sigma", "radius", "min_annotated")}
+    assert params == {"method": "auto", "marker_radius": 12, "sigma": 2, "radius": 3,
+                      "min_annotated": 0}  # fmt: skip
+    fraction = 1 - unannotated.sum() / (markers > 0).sum()
+    assert info["annotated_fraction"][0] == pytest.approx(fraction, abs=1e-4)
+    shape = seg.shape
+    lone = disc(shape, (30, 44), 6)  # far from the annotated cell: wholly ignored
+    assert ignore[1][lone].all() and not ignore[1][seg > 0].any()
+    assert 0.2 < info["annotated_fraction"][1] < 0.5  # 1 of 3 equal cells (and their rims)
+    others = (made["raw"] > 100) & (seg == 0)  # the two unannotated cells
+    assert not ignore[1][~brute_dilate(others, 3 * 2 + 3)].any()  # blur reach + dilation
+
+
+def test_hela_ignore_mask_marks_the_unannotated_cells(hela, isbi) -> None:
+    """Fluo-N2DL-HeLa annotates all cells of 4 frames only; elsewhere up to 99% of the bright
+    foreground is unannotated. ISBI (fully annotated) has no ignore mask."""
+    root = zarr.open_group(hela, mode="r")
+    info, frames = root.attrs["ignore"], root.attrs["frames"]
+    assert set(info["methods"]) == {"threshold"}  # the mirror's zip has no TRA folder
+    fractions = dict(zip(frames, info["annotated_fraction"], strict=True))
+    assert sorted(f for f, a in fractions.items() if a >= 0.9) == [
+        "01/t013", "01/t052", "02/t075", "02/t079"
+    ]  # fmt: skip
+    assert fractions["01/t012"] < 0.05 and np.median(list(fractions.values())) < 0.2
+    for z in (0, 1, len(frames) - 1):
+        ignore, inst = root["ignore"][z], root["instances"][z]
+        assert not ignore[inst > 0].any()
+    assert root["ignore"][0].mean() > 0.05 > root["ignore"][1].mean()  # t012 vs t013
+    assert "ignore" not in zarr.open_group(isbi, mode="r")

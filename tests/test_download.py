@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import socket
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from _http_server import Behaviour, serve
 
 from unet.download import LOCK_NAME, Source, fetch_file, mirror_sources, sha256_file
 from unet.errors import InputError
+from unet.io import read_tiff
 
 DATA = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -163,3 +166,60 @@ def test_mirror_base_url(server, tmp_path) -> None:
     path = fetch_file("data.bin", tmp_path, sources, {"mirror": SHA}, **FAST)
     lock = json.loads((tmp_path / LOCK_NAME).read_text())["files"]["data.bin"]
     assert path.read_bytes() == DATA and lock["source"] == "mirror"
+
+
+def _tiff_bytes(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    data = np.random.default_rng(seed).integers(0, 256, (3, 64, 64), np.uint8)
+    tifffile.imwrite(buffer, data, photometric="minisblack")
+    return buffer.getvalue()
+
+
+def test_corrupt_download_is_not_locked_in(server, tmp_path) -> None:
+    """No known hash: a download that fails its content check is deleted and not recorded,
+    so the rerun after the source is fixed succeeds with the lock file untouched by hand."""
+    url, how = server
+    good = _tiff_bytes(0)
+    how.files["/files/a.tif"] = good[: len(good) // 2]  # truncated at the source
+    sources = [Source("official", f"{url}/files/a.tif")]
+    with pytest.raises(InputError, match=r"/files/a.tif: not a readable TIFF .*; deleted") as err:
+        fetch_file("a.tif", tmp_path, sources, {}, validate=read_tiff, **FAST)
+    assert len(str(err.value).splitlines()) == 1 and "nothing recorded" in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no part, no file, no lock file
+    how.files["/files/a.tif"] = good  # the source is fixed
+    path = fetch_file("a.tif", tmp_path, sources, {}, validate=read_tiff, **FAST)
+    assert path.read_bytes() == good
+    lock = json.loads((tmp_path / LOCK_NAME).read_text())["files"]
+    assert lock["a.tif"]["sha256"] == hashlib.sha256(good).hexdigest()
+    assert [r for r, _ in how.requests] == ["/files/a.tif"] * 2
+
+
+def test_a_bad_file_put_into_the_cache_is_neither_recorded_nor_deleted(tmp_path) -> None:
+    (tmp_path / "a.tif").write_bytes(b"not a tiff")
+    with pytest.raises(InputError, match=r"a.tif: not a readable TIFF .*; replace or delete it"):
+        fetch_file("a.tif", tmp_path, [], {}, validate=read_tiff, **FAST)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
+
+
+def test_mirror_file_unlike_the_mirror_copy(tmp_path, caplog) -> None:
+    """With the official hash unknown, a mirror may hold the official file: it is recorded
+    (with a note) and later uses are checked against the lock file; with it known, refused."""
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "data.bin").write_bytes(DATA[::-1])
+    sources = mirror_sources(str(tmp_path / "mirror"), ["data.bin"])
+    with pytest.raises(ValueError, match=rf"does not match the expected {'0' * 64} or {SHA}"):
+        fetch_file("data.bin", tmp_path / "a", sources, {"mirror": SHA, "official": "0" * 64})
+    assert _leftovers(tmp_path / "a") == []
+    with caplog.at_level("WARNING", logger="unet.download"):
+        path = fetch_file("data.bin", tmp_path / "b", sources, {"mirror": SHA}, **FAST)
+    assert "is not the known mirror copy's; taken as the official data.bin" in caplog.text
+    lock = json.loads((tmp_path / "b" / LOCK_NAME).read_text())["files"]["data.bin"]
+    assert lock["sha256"] == sha256_file(path) == hashlib.sha256(DATA[::-1]).hexdigest()
+    fetch_file("data.bin", tmp_path / "b", sources, {"mirror": SHA}, **FAST)  # cached, locked
+    path.write_bytes(DATA[1:])  # the cached copy changes: the lock file catches it
+    with pytest.raises(ValueError, match=r"does not match .* recorded for data\.bin"):
+        fetch_file("data.bin", tmp_path / "b", sources, {"mirror": SHA}, **FAST)
+    path.write_bytes(DATA)  # replaced by the known mirror copy: accepted, the lock follows
+    fetch_file("data.bin", tmp_path / "b", sources, {"mirror": SHA}, **FAST)
+    lock = json.loads((tmp_path / "b" / LOCK_NAME).read_text())["files"]["data.bin"]
+    assert (lock["sha256"], lock["source"], lock["size"]) == (SHA, "mirror", len(DATA))

@@ -11,13 +11,18 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "unet"
 LAYERS = {
-    "basic": {"unet", "unet.errors", "unet.labels", "unet.io", "unet.shapes"},
+    "basic": {"unet", "unet.errors", "unet.labels", "unet.io", "unet.shapes", "unet.defaults"},
     "kernel": {
         "unet.model", "unet.weights", "unet.metrics", "unet.warping", "unet.resample",
         "unet.augment", "unet.postprocess", "unet.synthetic", "unet.archive",
-        "unet.registry", "unet.download", "unet.readers",
+        "unet.registry", "unet.download", "unet.readers", "unet.splits",
+        "unet.ignore", "unet.lazytiff", "unet.ngff",
+        "unet.tiler", "unet.normalize",
     },
-    "stage": {"unet.datasets", "unet.fetch", "unet.cache", "unet.evaluate", "unet.info"},
+    "stage": {
+        "unet.datasets", "unet.fetch", "unet.cache", "unet.evaluate", "unet.info",
+        "unet.predict", "unet.inference",
+    },
     "figures": {"unet.figures"},
     "cli": {"unet.__main__"},  # and unet.cli, unet.cli.*
 }  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,15 +26,56 @@ from unet.metrics import (
 )
 from unet.postprocess import label_slices
 
-DOCS = Path(__file__).resolve().parents[2] / "shared" / "docs"  # beside the repository
+# The public test vector of metrics.md (ex2_gt.npy, ex2_prob.npy beside it), copied here so
+# the worked examples always run: 11x11, membranes on row 5 and column 5 (four 5x5 cells).
+EX2_GT = np.array(
+    [
+        [255, 255, 255, 255, 255, 0, 255, 255, 255, 255, 255],
+        [255, 255, 255, 255, 255, 0, 255, 255, 255, 255, 255],
+        [255, 255, 255, 255, 255, 0, 255, 255, 255, 255, 255],
+        [255, 255, 255, 255, 255, 0, 255, 255, 255, 255, 255],
+        [255, 255, 255, 255, 255, 0, 255, 255, 255, 255, 255],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        [255, 255, 255, 255, 255, 0, 255, 255, 255, 255, 255],
+        [255, 255, 255, 255, 255, 0, 255, 255, 255, 255, 255],
+        [255, 255, 255, 255, 255, 0, 255, 255, 255, 255, 255],
+        [255, 255, 255, 255, 255, 0, 255, 255, 255, 255, 255],
+        [255, 255, 255, 255, 255, 0, 255, 255, 255, 255, 255],
+    ],
+    np.uint8,
+)
+EX2_PROB = np.array(
+    [
+        [0.95, 0.95, 0.95, 0.95, 0.95, 0.05, 0.95, 0.95, 0.95, 0.95, 0.95],
+        [0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.95],
+        [0.95, 0.95, 0.35, 0.95, 0.95, 0.05, 0.95, 0.95, 0.95, 0.95, 0.95],
+        [0.95, 0.95, 0.95, 0.95, 0.95, 0.05, 0.95, 0.95, 0.95, 0.95, 0.95],
+        [0.95, 0.95, 0.95, 0.95, 0.95, 0.05, 0.95, 0.95, 0.95, 0.95, 0.95],
+        [0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05],
+        [0.95, 0.95, 0.95, 0.95, 0.95, 0.05, 0.95, 0.95, 0.95, 0.95, 0.95],
+        [0.95, 0.95, 0.95, 0.95, 0.95, 0.05, 0.95, 0.95, 0.95, 0.95, 0.95],
+        [0.95, 0.95, 0.95, 0.95, 0.95, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05],
+        [0.95, 0.95, 0.95, 0.95, 0.95, 0.05, 0.95, 0.95, 0.95, 0.95, 0.95],
+        [0.95, 0.95, 0.95, 0.95, 0.95, 0.05, 0.95, 0.95, 0.95, 0.95, 0.95],
+    ],
+    np.float32,
+)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def example() -> tuple[np.ndarray, np.ndarray]:
-    """The public test vector of metrics.md (11x11, four cells, a gap, a false split, a speck)."""
-    if not (DOCS / "ex2_gt.npy").exists():
-        pytest.skip(f"worked example not present in {DOCS}")
-    return np.load(DOCS / "ex2_gt.npy"), np.load(DOCS / "ex2_prob.npy")
+    """The worked example (four cells, a gap, a false split, a speck), a fresh copy each test."""
+    return EX2_GT.copy(), EX2_PROB.copy()
+
+
+def test_worked_example_is_the_one_metrics_md_describes(example) -> None:
+    gt, prob = example
+    cells = np.ones((11, 11), bool)
+    cells[5, :] = cells[:, 5] = False
+    assert gt.dtype == np.uint8 and np.array_equal(gt, np.where(cells, 255, 0))
+    want = np.where(cells, 0.95, 0.05)
+    want[1, 5], want[8, 6:], want[2, 2] = 0.95, 0.05, 0.35  # a gap, a false split, a speck
+    assert prob.dtype == np.float32 and np.array_equal(prob, want.astype(np.float32))
 
 
 def _row(result: metrics.MetricResult, th: float) -> dict:

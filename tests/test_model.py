@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from unet import shapes
+from unet.errors import InputError
 from unet.model import UNet, load_checkpoint, save_checkpoint
 
 
@@ -135,3 +137,29 @@ def test_group_norm_takes_any_channel_count() -> None:
     assert {(m.num_groups, m.num_channels) for m in norms} >= {(4, 12), (8, 24), (16, 48)}
     with torch.no_grad():
         assert net.eval()(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+
+
+@pytest.mark.parametrize("norm", [None, "batch", "group"])
+def test_only_group_norm_is_refused_for_tiling(norm: str | None) -> None:
+    """A tile with the margins equals the whole pass, except with GroupNorm, whose
+    statistics span the whole tile; BatchNorm in eval mode uses its running statistics."""
+    torch.manual_seed(4)
+    net = UNet(base_channels=4, depth=3, padding="same", dropout=0.0, norm=norm).double()
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    before, after = shapes.margins(3, "same")
+    n = shapes.valid_inputs_near(before + after + 8, 3, "same")[1]
+    x = torch.randn(1, 1, n + 8, 32, dtype=torch.float64)
+    with torch.no_grad():
+        whole = net(x)[0, :, 4 + before : 4 + n - after]
+        tile = net(x[:, :, 4 : 4 + n])[0, :, before : n - after]
+    if norm == "group":
+        assert (tile - whole).abs().max() > 1e-3
+        with pytest.raises(InputError, match=r"norm='group' cannot be tiled: GroupNorm statistics"):
+            net.check_tileable()
+    else:
+        torch.testing.assert_close(tile, whole, rtol=0, atol=1e-10)
+        net.check_tileable()

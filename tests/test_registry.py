@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from unet.registry import dataset_entry
+from unet.splits import make_split
 
 
 def test_registry_knows_isbi_ctc_by_name_and_synthetic() -> None:
@@ -27,6 +28,17 @@ def test_registry_knows_isbi_ctc_by_name_and_synthetic() -> None:
     mine = dataset_entry("my-em", {"format": "isbi2012", "files": {"a.tif": {"url": "http://x/a"}}})
     assert mine["files"]["a.tif"] == {"url": "http://x/a"}
     assert dataset_entry("isbi2012", {"split": {"train": "0-24"}})["split"] == {"train": "0-24"}
+
+
+@pytest.mark.parametrize(("slices", "train", "val"), [(25, 20, 5), (30, 25, 5)])
+def test_isbi_split_fits_the_shared_and_the_official_slice_counts(slices, train, val) -> None:
+    """The last 5 slices validate: 0-19 / 20-24 of the shared 25, 0-24 / 25-29 of the 30."""
+    split = make_split(slices, explicit=dataset_entry("isbi2012")["split"])
+    assert split == {
+        "train": list(range(train)),
+        "val": list(range(train, train + val)),
+        "test": [],
+    }
 
 
 @pytest.mark.parametrize(

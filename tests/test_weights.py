@@ -295,3 +295,99 @@ def test_snakemake_rule_writes_the_weight_store(repo: Path, tmp_path: Path) -> N
         "balanced",
     )
     assert (tmp_path / "results" / "logs" / "weights" / "toy.log").exists()
+
+
+def _ignored_reference(labels: np.ndarray, ignore: np.ndarray) -> np.ndarray:
+    """brute_weights with class weights balanced over the annotated pixels, 0 where ignored."""
+    annotated = labels[~ignore]
+    n_cell = np.count_nonzero(annotated)
+    n_bg = annotated.size - n_cell
+    balance = {0: annotated.size / (2 * n_bg), 1: annotated.size / (2 * n_cell)}
+    return np.where(ignore, 0.0, brute_weights(labels, class_weights=balance)).astype(np.float32)
+
+
+def test_ignored_pixels_weigh_zero_and_the_balance_counts_the_annotated_only() -> None:
+    labels = random_instances((120, 136), 60, 21, touching=True)
+    ignore = np.zeros(labels.shape, bool)
+    ignore[:, 90:] = True  # a region of unannotated cells, their background lost with it
+    ignore[labels == labels[40, 40]] = labels[40, 40] > 0
+    ours = weight_map(labels, ignore=ignore.astype(np.uint8))
+    np.testing.assert_allclose(ours, _ignored_reference(labels, ignore), rtol=1e-4, atol=0)
+    assert (ours[ignore] == 0).all() and (ours[~ignore] > 0).all()
+    assert not np.allclose(ours[~ignore], weight_map(labels)[~ignore])  # balance changed
+    assert np.array_equal(weight_map(labels, ignore=np.zeros_like(labels)), weight_map(labels))
+    with pytest.raises(ValueError, match=r"ignore: expected a mask of shape \(120, 136\)"):
+        weight_map(labels, ignore=ignore[:5])
+
+
+def _store_with_ignore(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    instances = np.stack([random_instances((50, 70), 25, s, True) for s in (31, 32)])
+    ignore = np.zeros(instances.shape, np.uint8)
+    ignore[:, :, :35] = 1  # the left half of each slice is unannotated
+    ignore[instances > 0] = 0  # annotated cells never are
+    store = make_store(path, instances)
+    zarr.open_group(store, mode="a").create_array(
+        "ignore", shape=ignore.shape, chunks=(1, 50, 70), dtype=np.uint8
+    )[...] = ignore
+    return store, instances, ignore
+
+
+def test_store_ignore_mask_gives_weight_zero_and_is_drawn(tmp_path: Path) -> None:
+    store, instances, ignore = _store_with_ignore(tmp_path / "toy.zarr")
+    out, png = tmp_path / "toy.weights.zarr", tmp_path / "weights.png"
+    assert main(["weights", str(store), "--out", str(out), "--figure", str(png)]) == 0
+    group = zarr.open_group(out, mode="r")
+    for z in range(2):
+        expected = weight_map(instances[z], ignore=ignore[z])
+        assert np.array_equal(group["weights"][z], expected)
+        assert (group["weights"][z][ignore[z] > 0] == 0).all()
+    assert group.attrs["ignored_fraction"] == [round(float(m.mean()), 6) for m in ignore]
+    from matplotlib.image import imread
+
+    from unet.figures import weights_figure
+
+    raw = zarr.open_group(store, mode="r")["raw"][1]
+    plain = weights_figure(raw, instances[1], group["weights"][1], tmp_path / "plain.png")
+
+    def greys(path: Path) -> int:  # hatched grey: unsaturated mid-tones
+        rgb = imread(path)[..., :3]
+        grey = (np.ptp(rgb, axis=-1) < 0.12) & (abs(rgb.mean(-1) - 0.5) < 0.2)
+        return int(np.count_nonzero(grey))
+
+    assert greys(png) > greys(plain) + 20_000
+
+
+def test_ignore_reaches_the_augmentation_cache(tmp_path: Path) -> None:
+    """Weight 0 travels with the weight map into a cache block (here an unwarped centre
+    crop: the tile is the slice's centre, up to float rounding of the sampling grid, which
+    blends a pixel's neighbours in by about 1e-5; within the ignored region it is 0)."""
+    from unet.augment import AugmentConfig
+    from unet.cache import load_training, write_block
+
+    store, _, ignore = _store_with_ignore(tmp_path / "toy.zarr")
+    weights = tmp_path / "toy.weights.zarr"
+    assert main(["weights", str(store), "--out", str(weights)]) == 0
+    still = AugmentConfig(elastic_sigma=0, rotation=False, flip=False, shift=False,
+                          brightness=0, contrast=0, gamma=0)  # fmt: skip
+    block = write_block(load_training(store, weights), tmp_path / "block.zarr", block=0, n=3,
+                        seed=0, tile_in=(60, 60), tile_out=(20, 20), config=still)  # fmt: skip
+    group = zarr.open_group(block, mode="r")
+    full = zarr.open_group(weights, mode="r")["weights"]
+    for i, z in enumerate(group.attrs["slices"]):
+        tile, centre = group["weight"][i], (slice(15, 35), slice(25, 45))
+        np.testing.assert_allclose(tile, full[z][centre], rtol=1e-4, atol=1e-4)
+        inside = ndimage.binary_erosion(ignore[z] > 0, np.ones((3, 3)))[centre]
+        assert inside.sum() >= 20 and (tile[inside] == 0).all()
+        ignored = ignore[z][centre] > 0
+        assert (tile[ignored] < 1e-3).all() and (tile[~ignored] > 0).all()
+
+
+def test_bad_ignore_array_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    store = make_store(tmp_path / "toy.zarr", random_instances((20, 30), 4, 41, True)[None])
+    zarr.open_group(store, mode="a").create_array("ignore", shape=(1, 20, 29), dtype="u1")
+    out = tmp_path / "out.zarr"
+    assert _error(capsys, str(store), "--out", str(out)) == (
+        f"unet weights: error: {store}: expected 'ignore' as a (1, 20, 30) integer mask, "
+        "got (1, 20, 29) uint8"
+    )
+    assert not out.exists()

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import pytest
+import yaml
 import zarr
 from conftest import run_snakemake
+
+# One nested `--config` override of each type (several entries for one key merge), a
+# config file beneath them, and what the dry-run plan's shell commands then show.
+NESTED = {
+    "integer": (["augment={blocks: 5}", "augment={seed: 3}"], "", ["block-4.zarr", "--seed 3 "]),
+    "float": (["augment={elastic_sigma: 7.5}"], "", ["--elastic-sigma 7.5 "]),
+    "boolean": (["augment={rotation: false, cache: true}"], "", ["--no-rotation --flip "]),
+    "string": (["model={padding: same}"], "", ["--padding same "]),
+    "list": (
+        ["synthetic={membrane_width: [3, 5]}", "weights={class_weights: [1, 2.5]}"],
+        "",
+        ["--membrane-width 3 5 ", "--class-weights 1,2.5 "],
+    ),
+    "null": (["model={norm: null}"], "model:\n  norm: batch\n", ["--norm none "]),
+}
 
 
 def test_default_pipeline_runs_end_to_end(repo: Path, tmp_path: Path) -> None:
@@ -76,3 +94,71 @@ def test_fetch_rule_isbi_from_the_config_mirror(
     data = tmp_path / "results" / "data"
     assert zarr.open_group(data / "isbi2012.zarr", mode="r")["raw"].shape == (25, 512, 512)
     assert zarr.open_group(data / "isbi2012-test.zarr", mode="r")["raw"].shape == (30, 512, 512)
+
+
+@pytest.mark.parametrize("kind", NESTED)
+def test_nested_config_override_arrives_typed(repo: Path, tmp_path: Path, kind: str) -> None:
+    entries, base, shown = NESTED[kind]
+    configfiles = ()
+    if base:
+        configfiles = (tmp_path / "base.yaml",)
+        configfiles[0].write_text(base)
+    plan = run_snakemake(tmp_path, "-n", "-p", "--config", *entries, configfiles=configfiles)
+    out = plan.stdout + plan.stderr
+    assert plan.returncode == 0, out[-3000:]
+    assert [text for text in shown if text not in out] == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("augment={blocks: 0}", "0 is less than the minimum of 1"),
+        ("augment={blocks: five}", "'five' is not of type 'integer'"),
+    ],
+)
+def test_bad_nested_config_override_gets_the_schema_error(
+    repo: Path, tmp_path: Path, entry: str, message: str
+) -> None:
+    run = run_snakemake(tmp_path, "-n", "--config", entry)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert message in out and "['augment']['blocks']" in out
+
+
+def _rule_defaults(repo: Path) -> dict[str, dict[str, int]]:
+    """Each rule's own threads and mem_mb, from workflow/rules/*.smk."""
+    rules = {}
+    for path in sorted((repo / "workflow" / "rules").glob("*.smk")):
+        parts = re.split(r"^rule (\w+):\n", path.read_text(), flags=re.M)
+        for name, text in zip(parts[1::2], parts[2::2], strict=True):
+            threads = re.search(r"^    threads: (\d+)$", text, flags=re.M)
+            mem_mb = re.search(r"^        mem_mb=(\d+),$", text, flags=re.M)
+            rules[name] = {
+                "threads": threads and int(threads[1]),
+                "mem_mb": mem_mb and int(mem_mb[1]),
+            }
+    return rules
+
+
+def test_rules_carry_threads_and_resources_the_profile_only_the_machine(
+    repo: Path, tmp_path: Path
+) -> None:
+    rules = _rule_defaults(repo)
+    assert {"fetch", "weights", "augment", "environment", "evaluate"} <= set(rules)
+    assert [name for name, own in rules.items() if None in own.values()] == []
+    profile = yaml.safe_load((repo / "profiles" / "local" / "config.yaml").read_text())
+    defaults = profile.get("default-resources") or {}
+    repeated = [
+        f"set-threads {name}: {n}"
+        for name, n in (profile.get("set-threads") or {}).items()
+        if rules[name]["threads"] == n
+    ] + [  # mem_mb: every rule sets it; 0: what an unset resource is anyway
+        f"default-resources {key}: {value}"
+        for key, value in defaults.items()
+        if key == "mem_mb" or value == 0
+    ]
+    assert repeated == []
+    assert profile["resources"]["gpu"] == 1  # one GPU job at a time on a workstation
+    plan = run_snakemake(tmp_path, "-n", "--profile", str(repo / "profiles" / "local"))
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "mem_mb=4000" in plan.stdout + plan.stderr  # the rules' own default

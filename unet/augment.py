@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from unet.defaults import AUGMENT
 from unet.errors import InputError
 from unet.resample import elastic_affine_grid, warp
 
@@ -36,17 +37,18 @@ RAW_MODES = ("bicubic", "bilinear")
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Augmentation parameters; the defaults follow the paper where it gives numbers."""
+    """Augmentation parameters; the defaults (:data:`unet.defaults.AUGMENT`) follow the paper
+    where it gives numbers."""
 
-    elastic_sigma: float = 10.0  # px, std of the coarse displacement vectors
-    grid: int = 3  # coarse grid points per axis
-    rotation: bool = True  # rotation by an angle uniform in [0, 360) degrees
-    flip: bool = True  # flip each axis with probability 1/2
-    shift: bool = True  # tile centre anywhere in the image (else the image centre)
-    brightness: float = 0.1  # additive offset uniform in [-b, b]
-    contrast: float = 0.2  # factor uniform in [1 - c, 1 + c] around 0.5
-    gamma: float = 0.2  # exponent exp(uniform(-g, g)) on raw clipped to [0, 1]
-    raw_mode: str = "bicubic"  # interpolation of the raw image
+    elastic_sigma: float = AUGMENT["elastic_sigma"]  # px, std of the coarse displacement vectors
+    grid: int = AUGMENT["grid"]  # coarse grid points per axis
+    rotation: bool = AUGMENT["rotation"]  # rotation by an angle uniform in [0, 360) degrees
+    flip: bool = AUGMENT["flip"]  # flip each axis with probability 1/2
+    shift: bool = AUGMENT["shift"]  # tile centre anywhere in the image (else the image centre)
+    brightness: float = AUGMENT["brightness"]  # additive offset uniform in [-b, b]
+    contrast: float = AUGMENT["contrast"]  # factor uniform in [1 - c, 1 + c] around 0.5
+    gamma: float = AUGMENT["gamma"]  # exponent exp(uniform(-g, g)) on raw clipped to [0, 1]
+    raw_mode: str = AUGMENT["raw_mode"]  # interpolation of the raw image
 
     def __post_init__(self) -> None:
         checks = {

@@ -7,6 +7,11 @@ stream (:func:`augment_stream`) yields exactly the tiles that cache blocks 0, 1,
 
 The raw training slices are scaled to [0, 1] by their own minimum and maximum
 (:func:`normalize`) before augmentation; prediction must apply the same scaling.
+
+The ``weight`` tiles are the loss weights: training multiplies each pixel's cross-entropy by
+its weight, so weight 0 (the ignore mask of unannotated cells, see :mod:`unet.weights`)
+leaves a pixel out of the loss. The bilinear warp keeps it 0 inside an ignored region and
+blends it over one pixel at its edge.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 A file lands in the download cache only complete and verified: it is streamed into a hidden
 ``.part`` file (one per source, so a resume never mixes two sources' bytes), its sha256 is
-checked against the hash known for that source, or recorded in the cache's lock file on first
-download and checked against it on every later use, and only then renamed onto its name.
+checked against the hash known for that source, or against the cache's lock file, its content
+is validated (the caller's check, e.g. a readable TIFF), and only then is its hash recorded in
+the lock file (on first download; every later use is checked against it) and the file renamed
+onto its name. A corrupt download is deleted and never recorded, so a fixed source just works.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import os
 import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from unet.io import write_text_atomic
 
 CHUNK = 1 << 20
 LOCK_NAME = "sha256.lock.json"
+_log = logging.getLogger(__name__)
 
 
 class _Retry(Exception):
@@ -190,15 +194,19 @@ def _record(cache: Path, name: str, digest: str, source: Source, size: int) -> N
     write_text_atomic(cache / LOCK_NAME, json.dumps({"files": files}, indent=2, sort_keys=True))
 
 
-def _check(name: str, where: str, digest: str, expected: set[str], cache: Path) -> None:
-    """Compare with the known hashes, else with the lock file; raise on a mismatch."""
-    if expected:
-        if digest not in expected:
-            want = " or ".join(sorted(expected))
-            raise InputError(
-                f"{where}: sha256 {digest} does not match the expected {want} for {name}"
-            )
+def _check(
+    name: str, where: str, digest: str, expected: set[str], cache: Path, strict: bool
+) -> None:
+    """Compare with the known hashes, else with the lock file; raise on a mismatch.
+
+    Not ``strict`` (the official file's hash is unknown), a file that is not the known mirror
+    copy may be the official one: it is checked against the lock file instead.
+    """
+    if digest in expected:
         return
+    if expected and strict:
+        want = " or ".join(sorted(expected))
+        raise InputError(f"{where}: sha256 {digest} does not match the expected {want} for {name}")
     locked = read_lock(cache).get(name, {}).get("sha256")
     if locked and digest != locked:
         raise InputError(
@@ -207,12 +215,33 @@ def _check(name: str, where: str, digest: str, expected: set[str], cache: Path) 
         )
 
 
+def _validated(
+    path: Path, where: str, validate: Callable[[Path], object] | None, *, delete: bool = True
+) -> None:
+    """Run the caller's content check on a file before its hash is recorded.
+
+    A bad download is deleted (never resumed, kept or recorded); a bad file put into the
+    cache by hand (``delete`` false) is left for its owner.
+    """
+    if validate is None:
+        return
+    try:
+        validate(path)
+    except ValueError as err:
+        if delete:
+            path.unlink(missing_ok=True)
+        detail = str(err).splitlines()[0].removeprefix(f"{path}: ")
+        fate = "deleted" if delete else "replace or delete it"
+        raise InputError(f"{where}: {detail}; {fate}, nothing recorded") from err
+
+
 def fetch_file(
     name: str,
     cache: Path,
     sources: Sequence[Source],
     hashes: dict[str, str | None],
     *,
+    validate: Callable[[Path], object] | None = None,
     timeout: float = 30.0,
     retries: int = 4,
     backoff: float = 1.0,
@@ -221,12 +250,15 @@ def fetch_file(
     """Bring ``name`` into ``cache`` from the first source that has it; return its path.
 
     ``hashes`` maps a source kind ("official", "mirror") to the sha256 known for it; a mirror
-    may also hold the official file. Where no hash is known, the observed one is recorded in
-    the cache's lock file and every later use is checked against it. A cached file is
-    re-verified on every call. Mirror folders and URLs are only read.
+    may also hold the official file. Where no hash is known (nor the official one, for a
+    mirror file that is not the known mirror copy), the file is checked against the cache's
+    lock file, where its hash is recorded on first download. ``validate`` (raising ValueError)
+    checks a download's content before its hash is recorded and it is renamed onto its name.
+    A cached file is re-verified on every call. Mirror folders and URLs are only read.
     """
     cache.mkdir(parents=True, exist_ok=True)
     final = cache / name
+    strict = bool(hashes.get("official"))
     known = {
         kind: {h for h in (hashes.get(kind), hashes.get("official")) if h}
         for kind in ("mirror", "official")
@@ -234,9 +266,12 @@ def fetch_file(
     if final.exists():
         entry = read_lock(cache).get(name, {})
         digest = sha256_file(final)
-        _check(name, str(final), digest, known.get(str(entry.get("source")), set()), cache)
-        if not entry:
-            _record(cache, name, digest, Source("unknown", str(final)), final.stat().st_size)
+        _check(name, str(final), digest, known.get(str(entry.get("source")), set()), cache, strict)
+        if not entry:  # a file put into the cache by hand: checked before it is recorded
+            _validated(final, str(final), validate, delete=False)
+        if entry.get("sha256") != digest:  # new, or now the known copy: the lock says so
+            source = Source(str(entry.get("source", "unknown")), str(entry.get("location", final)))
+            _record(cache, name, digest, source, final.stat().st_size)
         return final
     tried: list[str] = []
     for source in sources:
@@ -265,10 +300,17 @@ def fetch_file(
             continue
         digest = sha256_file(part)
         try:
-            _check(name, source.location, digest, known[source.kind], cache)
+            _check(name, source.location, digest, known[source.kind], cache, strict)
         except ValueError:
             part.unlink(missing_ok=True)  # a bad file is never resumed or kept
             raise
+        _validated(part, source.location, validate)
+        if known[source.kind] and digest not in known[source.kind]:
+            _log.warning(
+                "%s: sha256 %s is not the known mirror copy's; taken as the official %s "
+                "(whose sha256 is unknown) and recorded in %s",
+                source.location, digest, name, cache / LOCK_NAME,
+            )  # fmt: skip
         _record(cache, name, digest, source, part.stat().st_size)
         os.replace(part, final)
         return final

@@ -1,12 +1,14 @@
 """``unet evaluate``: challenge metrics of a prediction against its ground truth.
 
-The prediction is a cell probability in [0, 1] (float), or labels (integer: a 0/255 mask or
-instance ids). The ground truth is binary (0 = membrane / background, one positive value =
-cell) or instance ids; a canonical dataset store gives both (``semantic`` and ``instances``)
-and its ``split`` metadata, so ``--split val`` scores only those slices. Instances of a
-probability map come from ``--instances`` (the challenge protocol by default: threshold
-then 4-connected components). Writes a JSON report (values, best thresholds, per-threshold
-tables, per-slice values) and a CSV with one row per slice and a ``total`` row.
+The prediction is a cell probability (float in [0, 1], or uint8 grey values 0-255 scaled to
+[0, 1]), a mask (bool, or 0 and one positive value such as 0/255) or labels (other integers:
+instance ids); ``--prediction-kind`` overrides the reading, which is always reported. The
+ground truth is binary (0 = membrane / background, one positive value = cell) or instance
+ids; a canonical dataset store gives both (``semantic`` and ``instances``) and its ``split``
+metadata, so ``--split val`` scores only those slices. Instances of a probability map come
+from ``--instances`` (the challenge protocol by default: threshold then 4-connected
+components). Writes a JSON report (values, best thresholds, per-threshold tables, per-slice
+values) and a CSV with one row per slice and a ``total`` row.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,28 +26,73 @@ METRICS = ("pixel", "rand", "warping", "voi", "seg", "iou", "dice")
 ISBI = {"pixel": "pixel_error", "rand": "rand_error", "warping": "warping_error"}
 
 
-def load_prediction(
-    path: str, array: str | None, kind: str
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(probability float32, instance labels) of a prediction file; the labels are None for
-    a probability map (see :func:`make_instances`)."""
+class Prediction(NamedTuple):
+    """A prediction as read: cell probability in [0, 1], instance labels (None unless read as
+    labels, see :func:`make_instances`) and how the file was read, in words."""
+
+    probability: np.ndarray
+    labels: np.ndarray | None
+    reading: str
+
+
+def auto_kind(data: np.ndarray) -> str:
+    """How ``--prediction-kind auto`` reads ``data``: 'probability' (float, or uint8 grey
+    values 0-255), 'mask' (bool, or integers 0 and one positive value) or 'labels' (other
+    integers: instance ids)."""
+    from unet.labels import is_binary
+
+    if data.dtype.kind == "f":
+        return "probability"
+    if data.dtype == bool or is_binary(data):
+        return "mask"
+    return "probability" if data.dtype == np.uint8 else "labels"
+
+
+def load_prediction(path: str, array: str | None, kind: str) -> Prediction:
+    """Read a prediction file as ``kind`` ('auto', 'probability' or 'labels'; see
+    :func:`auto_kind`). An integer probability is scaled by its dtype's maximum; a 0/v mask
+    is a probability of 0 or 1 whatever ``kind`` says, except 'labels'."""
     from unet.labels import is_binary
     from unet.readers import read_volume
 
     data = read_volume(path, array)
-    if kind == "auto":
-        floating = data.dtype.kind == "f"
-        kind = "probability" if floating or data.dtype == bool or is_binary(data) else "labels"
-    if kind == "labels":
+    read_as = auto_kind(data) if kind == "auto" else kind
+    if kind == "probability" and data.dtype.kind in "biu" and is_binary(data):
+        read_as = "mask"
+    asked = _note(kind, read_as, data.dtype)
+    if read_as == "labels":
         if data.dtype.kind not in "biu":
             raise InputError(f"{path}: labels must be integers, got dtype {data.dtype}")
-        return (data > 0).astype(np.float32), data
-    if data.dtype.kind in "iu" and not is_binary(data):
+        reading = f"{data.dtype}, read as labels (instance ids, 0 = background{asked})"
+        return Prediction((data > 0).astype(np.float32), data, reading)
+    if read_as == "mask":
+        reading = f"{data.dtype}, read as a mask (0 = background, > 0 = cell{asked})"
+        return Prediction((data > 0).astype(np.float32), None, reading)
+    return _probability(path, data, asked)
+
+
+def _note(kind: str, read_as: str, dtype: np.dtype) -> str:
+    """The reason for a reading, or the option that reads an ambiguous integer otherwise."""
+    if kind != "auto":
+        return f"; --prediction-kind {kind}"
+    if read_as == "probability" and dtype.kind == "u":
+        return "; instance ids need --prediction-kind labels"
+    if read_as == "labels" and dtype == np.uint16:
+        return "; grey values need --prediction-kind probability"
+    return ""
+
+
+def _probability(path: str, data: np.ndarray, asked: str) -> Prediction:
+    reading = f"{data.dtype}, read as probability"
+    if data.dtype.kind in "iu":
         if data.dtype not in (np.uint8, np.uint16):
             raise InputError(f"{path}: integer probabilities must be uint8 or uint16")
-        data = data / np.iinfo(data.dtype).max  # 0..255 or 0..65535 grey values
-    prob = (data > 0) if data.dtype.kind in "biu" else data
-    prob = np.asarray(prob, dtype=np.float32)
+        top = np.iinfo(data.dtype).max
+        data = data / top  # 0..255 or 0..65535 grey values
+        reading += f" (0-{top} scaled to [0, 1]{asked})"
+    elif asked:
+        reading += f" ({asked[2:]})"
+    prob = np.asarray(data, dtype=np.float32)
     if np.isnan(prob).any():
         raise InputError(f"{path}: probability contains {int(np.isnan(prob).sum())} NaN values")
     if prob.size and (prob.min() < 0 or prob.max() > 1):
@@ -53,7 +100,7 @@ def load_prediction(
             f"{path}: probability must lie in [0, 1], got values in "
             f"[{prob.min():g}, {prob.max():g}]"
         )
-    return prob, None
+    return Prediction(prob, None, reading)
 
 
 def make_instances(prob: np.ndarray, instances: str, threshold: float) -> np.ndarray:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 from unet.archive import safe_extract, zip_names
 from unet.download import Source, fetch_file, mirror_sources, read_lock
 from unet.errors import InputError
+from unet.io import read_tiff
 from unet.registry import ISBI_FILES, dataset_entry
 from unet.synthetic import SyntheticParams
 
@@ -34,13 +37,17 @@ def fetch_dataset(
     synthetic: dict[str, Any] | None = None,
     max_extract_bytes: int = 64 << 30,
     net: dict[str, Any] | None = None,
+    ctc: dict[str, Any] | None = None,
 ) -> dict[str, list[int]]:
     """Write ``out_dir/{name}.zarr`` (and ``{name}-test.zarr`` for unlabelled slices).
 
     ``stores`` is "all", "labelled" or "test"; ``split`` holds ``val_fraction``,
     ``test_fraction`` and ``seed`` (used where the entry has no explicit ``split``);
     ``synthetic`` holds ``slices``, ``seed`` and :class:`unet.synthetic.SyntheticParams`
-    fields; ``net`` the download's ``timeout``, ``retries``, ``backoff``, ``progress``.
+    fields; ``net`` the download's ``timeout``, ``retries``, ``backoff``, ``progress``;
+    ``ctc`` (Cell Tracking Challenge data only) :class:`unet.ignore.IgnoreParams` fields:
+    how the ignore mask of unannotated cells is found, and ``min_annotated`` (keep only
+    frames whose annotation covers that fraction of the detected foreground).
     Returns the cells per slice of each store written (empty for an unlabelled store).
     """
     entry = dataset_entry(name, override)
@@ -60,7 +67,7 @@ def fetch_dataset(
         return {f"{name}.zarr": _write_synthetic(job, synthetic or {})}
     if fmt == "isbi2012":
         return _fetch_isbi(job, stores)
-    return _fetch_ctc(job, max_extract_bytes)
+    return _fetch_ctc(job, max_extract_bytes, ctc or {})
 
 
 @dataclass
@@ -86,7 +93,8 @@ class _Job:
         if spec.get("url"):
             sources.append(Source("official", spec["url"]))
         hashes = {"official": spec.get("sha256"), "mirror": spec.get("mirror_sha256")}
-        return fetch_file(file, self.cache, sources, hashes, **self.net)
+        validate = _VALIDATORS.get(Path(file).suffix.lower())
+        return fetch_file(file, self.cache, sources, hashes, validate=validate, **self.net)
 
     def provenance(self, files: list[str]) -> str:
         """Where each file came from and its sha256, as JSON (the store's ``source``)."""
@@ -94,6 +102,22 @@ class _Job:
         return json.dumps(
             {f: {k: lock.get(f, {}).get(k) for k in ("location", "sha256")} for f in files}
         )
+
+
+def _check_zip(path: Path) -> None:
+    """A zip whose entries are safe (:func:`unet.archive.zip_names`) and pass their CRC test."""
+    zip_names(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as err:
+        raise InputError(f"{path}: corrupt zip archive ({err})") from err
+    if bad is not None:
+        raise InputError(f"{path}: corrupt zip archive (entry {bad!r} fails its CRC test)")
+
+
+# content checks of a download, by suffix, run before its hash is recorded in the lock file
+_VALIDATORS = {".tif": read_tiff, ".tiff": read_tiff, ".zip": _check_zip}
 
 
 def _fetch_isbi(job: _Job, stores: str) -> dict[str, list[int]]:
@@ -110,14 +134,17 @@ def _fetch_isbi(job: _Job, stores: str) -> dict[str, list[int]]:
         test,
         dataset=job.name,
         source=job.provenance(list(files)),
-        split=job.split["explicit"] or {},
+        split=job.split,
         progress=job.progress,
     )
     return ({labelled.name: counts} if labelled else {}) | ({test.name: []} if test else {})
 
 
-def _fetch_ctc(job: _Job, max_extract_bytes: int) -> dict[str, list[int]]:
+def _fetch_ctc(job: _Job, max_extract_bytes: int, ctc: dict[str, Any]) -> dict[str, list[int]]:
     from unet import datasets
+    from unet.ignore import IgnoreParams
+
+    ignore = IgnoreParams(**ctc)  # checked before the download
 
     zips = [f for f in job.entry["files"] if f.endswith(".zip")]
     if not zips:
@@ -136,6 +163,7 @@ def _fetch_ctc(job: _Job, max_extract_bytes: int) -> dict[str, list[int]]:
             dataset=job.name,
             source=job.provenance(zips[:1]),
             split=job.split,
+            ignore=ignore,
             progress=job.progress,
         )
     return {out.name: counts}

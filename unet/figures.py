@@ -1,7 +1,7 @@
 """Report figures (PNG, written atomically): weight maps and augmentations.
 
 - :func:`weights_figure`: raw image, instance boundaries and weight map side by side, as
-  the paper's Fig. 3.
+  the paper's Fig. 3; an ignore mask (unannotated cells, weight 0) is shown grey and hatched.
 - :func:`augmentation_figure`: one training image under several augmentations with the
   deformed grid overlaid. A regular line grid is warped with the very sampling grid that
   warps the image, so the overlay shows the transform (elastic deformation, rotation,
@@ -49,9 +49,17 @@ def _save(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
 
 
 def weights_figure(
-    raw: np.ndarray, instances: np.ndarray, weights: np.ndarray, path: str | os.PathLike[str]
+    raw: np.ndarray,
+    instances: np.ndarray,
+    weights: np.ndarray,
+    path: str | os.PathLike[str],
+    ignore: np.ndarray | None = None,
 ) -> Path:
-    """Raw image, instance boundaries and weight map side by side (the paper's Fig. 3)."""
+    """Raw image, instance boundaries and weight map side by side (the paper's Fig. 3).
+
+    ``ignore`` (nonzero = unannotated, weight 0) is drawn grey and hatched on the instances
+    and the weight map, its share of the pixels in the titles.
+    """
     from scipy import ndimage
 
     plt = _pyplot()
@@ -61,16 +69,32 @@ def weights_figure(
     overlay = np.where((labels > 0)[..., None], colours[labels], 0.0)
     overlay[edges] = 1.0
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained")
-    axes[0].imshow(raw, cmap="gray")
+    low, high = np.percentile(raw, [0.5, 99.5])  # dim fluorescence stays visible
+    axes[0].imshow(raw, cmap="gray", vmin=low, vmax=max(high, low + 1e-6))
     axes[1].imshow(overlay, interpolation="nearest")
     image = axes[2].imshow(weights, cmap="jet")
     fig.colorbar(image, ax=axes[2], shrink=0.8, label="w(x)")
     cells = len(np.unique(labels)) - int(labels.min() == 0)
-    titles = ("raw image", f"{cells} instances and their boundaries", "weight map")
+    titles = ["raw image", f"{cells} instances and their boundaries", "weight map"]
+    if ignore is not None and np.any(ignore):
+        mask = np.asarray(ignore) != 0
+        for ax in axes[1:]:
+            _hatch(ax, mask)
+        share = f"{100 * mask.mean():.1f}% of the pixels"
+        titles[1] += f"\nhatched: unannotated cells ({share})"
+        titles[2] += f"\nhatched: ignored, weight 0 ({share})"
     for ax, title in zip(axes, titles, strict=True):
         ax.set_title(title)
         ax.set_axis_off()
     return _save(fig, path, dpi=100)
+
+
+def _hatch(ax: Any, mask: np.ndarray) -> None:
+    """Grey out and hatch ``mask`` on ``ax`` (image coordinates)."""
+    grey = np.zeros((*mask.shape, 4), dtype=np.float32)
+    grey[mask] = (0.5, 0.5, 0.5, 0.85)
+    ax.imshow(grey, interpolation="nearest")
+    ax.contourf(mask.astype(np.float32), levels=[0.5, 1.5], colors="none", hatches=["////"])
 
 
 def grid_lines(shape: tuple[int, int], spacing: int = 32, width: int = 2) -> np.ndarray:

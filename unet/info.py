@@ -41,11 +41,11 @@ def device_info() -> dict[str, Any]:
 
 
 def model_summary(model_config: dict[str, Any], tile: int = 572) -> dict[str, Any]:
-    """Parameter count, halo, pooling step and one tile's shapes for a model configuration."""
+    """Parameter count, halo, tiling margins, pooling step and one tile's shapes."""
     import torch
 
     from unet.model import UNet
-    from unet.shapes import tile_sizes
+    from unet.shapes import margins, tile_sizes
 
     with torch.device("meta"):
         model = UNet(**model_config)
@@ -54,6 +54,7 @@ def model_summary(model_config: dict[str, Any], tile: int = 572) -> dict[str, An
         "config": model.config,
         "parameters": sum(p.numel() for p in model.parameters()),
         "halo": model.halo,
+        "margins": list(margins(model.config["depth"], model.config["padding"])),
         "step": model.step,
         "tile_input": tile_in,
         "tile_output": tile_out,

@@ -8,9 +8,12 @@ an interrupted or failed run never leaves a half-written file or store at the ou
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
+import re
 import shutil
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,11 +40,61 @@ def _check_replaceable(final: Path) -> None:
             )
 
 
+def _host() -> str:
+    """This machine's name, reduced to characters that are safe in a file name."""
+    name = socket.gethostname() or "localhost"
+    return re.sub(r"[^A-Za-z0-9.]", "_", name)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return True
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22).
+
+    None if there is no such process; "0" (unknown) for a live process whose /proc entry
+    cannot be read (no /proc on this system, or /proc mounted with ``hidepid``).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "0" if _alive(pid) else None
+    return stat.rsplit(")", 1)[1].split()[19]  # the command name in (...) may hold ")"
+
+
+def _marker() -> str:
+    """Who is writing: ``{host}-{pid}-{start}``, unique across hosts and pid reuse."""
+    pid = os.getpid()
+    return f"{_host()}-{pid}-{_start_time(pid) or 0}"
+
+
+def _is_stale(marker: str) -> bool:
+    """Whether the writer named by ``marker`` is certainly gone.
+
+    Only a writer on this host can be checked: partials of other hosts (a shared file
+    system) and of names this module did not write are never judged stale.
+    """
+    host, _, rest = marker.partition("-")
+    pid, _, start = rest.partition("-")
+    if host != _host() or not (pid.isdigit() and start.isdigit()):
+        return False
+    now = _start_time(int(pid))
+    return now is None or (start != "0" and now != "0" and now != start)
+
+
 def _remove_stale_partials(final: Path) -> None:
-    """Remove partial outputs left by killed runs (their process no longer exists)."""
-    for partial in final.parent.glob(f".{final.name}.partial-*"):
-        pid = partial.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+    """Remove partial outputs left by killed runs on this host (process gone or pid reused)."""
+    prefix = f".{final.name}.partial-"
+    for partial in final.parent.glob(f"{glob.escape(prefix)}*"):
+        if _is_stale(partial.name[len(prefix) :]):
             _remove(partial)
 
 
@@ -51,14 +104,15 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     Works for files and for directories (zarr stores). On any exception the temporary
     path is removed and ``path`` is left as it was. An existing folder at ``path`` is only
-    replaced if it is a zarr store; partial outputs of killed runs are cleaned up.
+    replaced if it is a zarr store. The temporary sibling ``.{name}.partial-{host}-{pid}-
+    {start}`` names its writer, so that partial outputs of killed runs on this host are
+    cleaned up while those another host may still be writing are left alone.
     """
     final = Path(path)
     _check_replaceable(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    if Path("/proc/self").exists():
-        _remove_stale_partials(final)
-    tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    _remove_stale_partials(final)
+    tmp = final.with_name(f".{final.name}.partial-{_marker()}")
     _remove(tmp)
     try:
         yield tmp

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from unet import shapes
+from unet.defaults import MODEL
 from unet.errors import InputError
 from unet.io import atomic_output
 
@@ -58,18 +59,19 @@ def center_crop(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 class UNet(nn.Module):
-    """U-Net; the defaults are the paper's network (see the module docstring)."""
+    """U-Net; the defaults (:data:`unet.defaults.MODEL`) are the paper's network (see the
+    module docstring)."""
 
     def __init__(
         self,
-        in_channels: int = 1,
-        num_classes: int = 2,
-        base_channels: int = 64,
-        depth: int = 5,
-        padding: str = "valid",
-        dims: int = 2,
-        dropout: float = 0.5,
-        norm: str | None = None,
+        in_channels: int = MODEL["in_channels"],
+        num_classes: int = MODEL["num_classes"],
+        base_channels: int = MODEL["base_channels"],
+        depth: int = MODEL["depth"],
+        padding: str = MODEL["padding"],
+        dims: int = MODEL["dims"],
+        dropout: float = MODEL["dropout"],
+        norm: str | None = MODEL["norm"],
     ) -> None:
         super().__init__()
         _check_args(in_channels, num_classes, base_channels, depth, padding, dims, dropout, norm)
@@ -130,13 +132,29 @@ class UNet(nn.Module):
 
     @property
     def halo(self) -> int:
-        """Context per side an output pixel needs (92 for the paper's network)."""
+        """(input - output) / 2 of the valid network (92 for the paper's); a tiler needs
+        :func:`unet.shapes.margins`, which also covers same padding."""
         return shapes.halo(self.config["depth"])
 
     @property
     def step(self) -> int:
         """Pooling factor: tile origins must be multiples of it for seamless tiling."""
         return shapes.step(self.config["depth"])
+
+    def check_tileable(self) -> None:
+        """Raise InputError if tiles cannot reproduce one whole-image pass of this network.
+
+        With ``norm="group"`` they cannot: GroupNorm normalises by statistics over the whole
+        input it is given, so every output pixel depends on the whole tile, and on what the
+        tile leaves out. BatchNorm is fine in eval mode (running statistics, per pixel);
+        tiled inference must run in eval mode anyway (dropout, batch statistics).
+        """
+        if self.config["norm"] == "group":
+            raise InputError(
+                "norm='group' cannot be tiled: GroupNorm statistics span the whole tile, so a "
+                "tile's output depends on its size and neighbours; predict the whole image "
+                "in one pass or use norm=None or 'batch' (fine in eval mode)"
+            )
 
 
 def _check_args(

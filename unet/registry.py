@@ -3,7 +3,9 @@
 An entry has a ``format`` (isbi2012 | ctc | synthetic), ``files`` ({name: {url, sha256,
 mirror_sha256}}: the official URL, the official file's sha256 where known, and that of the
 project's offline mirror copy, which was rebuilt and differs) and optionally an explicit
-``split``. Callers may add entries or override fields (config ``datasets:``).
+``split`` (train/val/test index ranges, or ``val_last`` / ``test_last`` counts taken from the
+end, so that it fits any number of slices). Callers may add entries or override fields
+(config ``datasets:``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ REGISTRY: dict[str, dict[str, Any]] = {
             }
             for name in ISBI_FILES
         },
-        "split": {"train": "0-19", "val": "20-24", "test": ""},
+        # the last 5 training slices validate: 0-19 / 20-24 of the shared mirror's 25 slices,
+        # 0-24 / 25-29 of the challenge's 30 (contiguous: neighbouring sections correlate)
+        "split": {"val_last": 5},
     },
     "synthetic": {"format": "synthetic"},
 }

@@ -8,6 +8,12 @@ with d1, d2 the Euclidean distances (in pixels) from x to the nearest and the se
 cell (instance). The border term is added on background pixels only (id 0: membranes, the
 gaps between touching cells); with fewer than two instances d2 is infinite and it vanishes.
 
+Ignored pixels. Training multiplies each pixel's cross-entropy by w(x), so weight 0 leaves a
+pixel out of the loss. A store's ``ignore`` mask (1 = unannotated foreground: cells that the
+partial ground truth of Cell Tracking Challenge frames leaves out, see :mod:`unet.ignore`)
+gets weight 0, and the balanced class weights count the annotated pixels only. The weight
+map carries the zeros into the augmentation cache (warped bilinearly like the rest).
+
 Exactness and cost. Each instance's distance transform is computed only inside its bounding
 box grown by a radius R, so the work grows with the pixels, not pixels x instances. Inside
 that box it is exact (every pixel of the instance lies in it). A pixel left out of an
@@ -126,25 +132,41 @@ def weight_map(
     w0: float = 10.0,
     sigma: float = 5.0,
     class_weights: ClassWeights = "balanced",
+    ignore: Any = None,
 ) -> np.ndarray:
     """The paper's loss weight map (float32, shape of ``instances``) of one label image.
 
     ``instances``: 2-D integer ids, 0 = background, each other id one cell (ids need not be
     consecutive). w = w_c + w0 * exp(-(d1 + d2)**2 / (2 sigma**2)) on background pixels,
     w = w_c on cell pixels; see :func:`class_weight_values` for w_c. With 0 or 1 instances
-    there is no second-nearest cell and w = w_c. Raises ValueError on non-integer or
-    negative ids, a shape that is not 2-D, w0 < 0, sigma <= 0 or bad class weights.
+    there is no second-nearest cell and w = w_c. ``ignore`` (optional, same shape, nonzero =
+    unannotated): w = 0 there (left out of the loss), and w_c is computed from the other
+    pixels. Raises ValueError on non-integer or negative ids, a shape that is not 2-D, an
+    ``ignore`` of another shape, w0 < 0, sigma <= 0 or bad class weights.
     """
     labels = _check_instances(instances)
     _check_parameters(w0, sigma)
-    w_bg, w_cell = class_weight_values(labels, class_weights)
+    ignored = _check_ignore(ignore, labels.shape)
+    annotated = labels if ignored is None else labels[~ignored]
+    w_bg, w_cell = class_weight_values(annotated, class_weights)
     background = labels == 0
     weights = np.where(background, w_bg, w_cell)
     if w0 > 0 and labels.size:
         d1, d2 = two_nearest_distances(labels, cutoff_radius(w0, sigma, w_bg))
         total = d1[background] + d2[background]
         weights[background] += w0 * np.exp(-(total * total) / (2.0 * sigma * sigma))
+    if ignored is not None:
+        weights[ignored] = 0.0
     return weights.astype(np.float32)
+
+
+def _check_ignore(ignore: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    if ignore is None:
+        return None
+    mask = np.asarray(ignore)
+    if mask.shape != shape:
+        raise InputError(f"ignore: expected a mask of shape {shape}, got {mask.shape}")
+    return mask != 0
 
 
 def parse_class_weights(text: str) -> ClassWeights:
@@ -180,6 +202,17 @@ def open_labels(store: Path) -> tuple[Any, Any, Any]:
     return group, instances, semantic
 
 
+def open_ignore(store: Path, group: Any, shape: tuple[int, ...]) -> Any:
+    """The store's ``ignore`` array (1 = left out of the loss), or None if it has none."""
+    if "ignore" not in group:
+        return None
+    ignore = group["ignore"]
+    if getattr(ignore, "shape", None) != shape or ignore.dtype.kind not in "biu":
+        kind = f"{ignore.shape} {ignore.dtype}" if hasattr(ignore, "shape") else "a group"
+        raise InputError(f"{store}: expected 'ignore' as a {shape} integer mask, got {kind}")
+    return ignore
+
+
 def target_labels(instances: Any, semantic: Any, z: int) -> np.ndarray:
     """Slice ``z``'s instances; pixels the target (``semantic``) calls background get id 0."""
     labels = _check_instances(instances[z])
@@ -212,7 +245,9 @@ def compute_store(
 
     The labels are ``instances`` with the pixels that ``semantic`` (if present: the training
     target) calls background set to 0, so gaps between touching cells get the border term.
-    Slices are computed in ``threads`` threads; ``out`` appears only when complete.
+    Pixels of the store's ``ignore`` mask (if present) get weight 0 and the class balance is
+    over the other pixels; the attribute ``ignored_fraction`` then holds their share per
+    slice. Slices are computed in ``threads`` threads; ``out`` appears only when complete.
     """
     import zarr
     from tqdm import tqdm
@@ -226,21 +261,29 @@ def compute_store(
     if out.resolve() == store.resolve():
         raise InputError(f"{out}: the output must not be the input store")
     group, instances, semantic = open_labels(store)
+    ignore = open_ignore(store, group, instances.shape)
     saved = class_weights if isinstance(class_weights, str | None) else list(explicit)
     attrs = {"dataset": group.attrs.get("dataset", store.name.removesuffix(".zarr")),
              "source": str(store), "w0": w0, "sigma": sigma, "class_weights": saved}  # fmt: skip
 
-    def work(z: int) -> np.ndarray:
+    def work(z: int) -> tuple[np.ndarray, float]:
         try:
-            return weight_map(target_labels(instances, semantic, z), w0, sigma, class_weights)
+            mask = None if ignore is None else np.asarray(ignore[z]) != 0
+            labels = target_labels(instances, semantic, z)
+            share = 0.0 if mask is None else round(float(mask.mean()), 6)
+            return weight_map(labels, w0, sigma, class_weights, mask), share
         except ValueError as err:
             raise InputError(f"{store}: slice {z}: {err}") from None
 
     with atomic_output(out) as tmp, ThreadPoolExecutor(threads) as pool:
-        array = zarr.open_group(tmp, mode="w", attributes=attrs).create_array(
+        root = zarr.open_group(tmp, mode="w", attributes=attrs)
+        array = root.create_array(
             "weights", shape=instances.shape, chunks=instances.chunks, dtype="float32"
         )
-        depth = instances.shape[0]
+        depth, ignored = instances.shape[0], []
         results = _in_order(pool, work, range(depth), window=2 * threads)
-        for z, weights in enumerate(tqdm(results, store.name, depth, unit="slice")):
+        for z, (weights, share) in enumerate(tqdm(results, store.name, depth, unit="slice")):
             array[z] = weights
+            ignored.append(share)
+        if ignore is not None:
+            root.attrs["ignored_fraction"] = ignored

@@ -31,6 +31,7 @@ STAGES: tuple[str, ...] = (
     "unet.cli.fetch",
     "unet.cli.weights",
     "unet.cli.augment",
+    "unet.cli.predict",
     "unet.cli.evaluate",
 )
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from unet.defaults import MODEL
+
+# Defaults come from unet.defaults.MODEL (norm None is spelled "none" on the command line).
 _MODEL_ARGS: dict[str, dict[str, Any]] = {
-    "in_channels": dict(type=int, default=1, help="input channels (default 1)"),
-    "num_classes": dict(type=int, default=2, help="output classes (default 2)"),
-    "base_channels": dict(type=int, default=64, help="channels of the first level (default 64)"),
-    "depth": dict(type=int, default=5, help="levels, pooling steps + 1 (default 5)"),
-    "padding": dict(choices=["valid", "same"], default="valid", help="convolution padding"),
-    "dims": dict(type=int, choices=[2, 3], default=2, help="spatial dimensions (default 2)"),
-    "dropout": dict(type=float, default=0.5, help="drop-out at the contracting path's end"),
-    "norm": dict(choices=["none", "batch", "group"], default="none", help="normalisation"),
+    "in_channels": dict(type=int, help="input channels (default %(default)s)"),
+    "num_classes": dict(type=int, help="output classes (default %(default)s)"),
+    "base_channels": dict(type=int, help="channels of the first level (default %(default)s)"),
+    "depth": dict(type=int, help="levels, pooling steps + 1 (default %(default)s)"),
+    "padding": dict(choices=["valid", "same"], help="convolution padding (default %(default)s)"),
+    "dims": dict(type=int, choices=[2, 3], help="spatial dimensions (default %(default)s)"),
+    "dropout": dict(
+        type=float, help="drop-out at the contracting path's end (default %(default)s)"
+    ),
+    "norm": dict(choices=["none", "batch", "group"], help="normalisation (default %(default)s)"),
 }
 
 
@@ -21,7 +26,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     """Add the U-Net constructor arguments as ``--in-channels``, ``--depth``, ..."""
     group = parser.add_argument_group("model")
     for name, kwargs in _MODEL_ARGS.items():
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, **kwargs)
+        default = "none" if name == "norm" and MODEL[name] is None else MODEL[name]
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default, **kwargs)
 
 
 def model_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import argparse
 
 from unet.augment import RAW_MODES, AugmentConfig
 from unet.cli.args import add_model_args, model_config
+from unet.defaults import AUGMENT
 from unet.errors import InputError
 
 
@@ -44,18 +45,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("weights", help="weight-map store DATASET.weights.zarr")
     p.add_argument("--out", required=True, help="output block store BLOCK.zarr (atomic)")
     p.add_argument("--block", type=int, required=True, help="block index (>= 0)")
-    p.add_argument("--n", type=int, default=8, help="tiles in the block (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed (>= 0); with dataset and block")
-    p.add_argument("--tile", type=int, default=572, help="wanted input tile size (default 572)")
+    p.add_argument("--n", type=int, default=AUGMENT["per_block"], help="tiles in the block")
+    p.add_argument("--seed", type=int, default=AUGMENT["seed"], help="seed (>= 0), with block")
+    p.add_argument("--tile", type=int, default=AUGMENT["tile"], help="wanted input tile size")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--figure", help="also write a PNG of one image under several augmentations")
-    g = p.add_argument_group("augmentation")
-    defaults = AugmentConfig()
+    g = p.add_argument_group("augmentation (defaults: unet.defaults.AUGMENT)")
     for name in ("elastic_sigma", "brightness", "contrast", "gamma"):
-        g.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
-    g.add_argument("--grid", type=int, default=defaults.grid, help="coarse grid points per axis")
+        g.add_argument(f"--{name.replace('_', '-')}", type=float, default=AUGMENT[name])
+    g.add_argument("--grid", type=int, default=AUGMENT["grid"], help="coarse grid points per axis")
     for name in ("rotation", "flip", "shift"):
-        g.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=True)
-    g.add_argument("--raw-mode", choices=RAW_MODES, default=defaults.raw_mode)
+        g.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=AUGMENT[name])
+    g.add_argument("--raw-mode", choices=RAW_MODES, default=AUGMENT["raw_mode"])
     add_model_args(p)
     p.set_defaults(func=_run)

@@ -22,8 +22,12 @@ from unet.evaluate import (
 
 def _inputs(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
     """(probability, labels, binary ground truth or None, ground-truth labels) as (Z, Y, X)
-    stacks restricted to the ``--split`` slices, and the slice indices."""
-    prob, labels = load_prediction(args.prediction, args.prediction_array, args.prediction_kind)
+    stacks restricted to the ``--split`` slices, and the slice indices; prints how the
+    prediction was read."""
+    prob, labels, reading = load_prediction(
+        args.prediction, args.prediction_array, args.prediction_kind
+    )
+    print(f"prediction: {reading}", flush=True)
     gt_binary, gt_labels = load_ground_truth(args.ground_truth, args.ground_truth_array)
     if gt_labels.ndim == 2:
         prob, gt_labels = prob[None], gt_labels[None]
@@ -42,7 +46,7 @@ def _inputs(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
         )
     if labels is None:  # instances only of the slices scored
         labels = make_instances(prob, args.instances, args.threshold)
-    return prob, labels, gt_binary, gt_labels, np.array(slices)
+    return prob, labels, gt_binary, gt_labels, np.array(slices), reading
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -52,12 +56,13 @@ def _run(args: argparse.Namespace) -> int:
         import numba
 
         numba.set_num_threads(max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS)))
-    prob, labels, gt_binary, gt_labels, slices = _inputs(args)
+    prob, labels, gt_binary, gt_labels, slices, reading = _inputs(args)
     results = evaluate(prob, labels, gt_binary, gt_labels, args.metrics, args.threshold,
                        args.ground_truth, progress=True)  # fmt: skip
-    report = dict(prediction=str(args.prediction), ground_truth=str(args.ground_truth),
-                  shape=list(prob.shape), split=args.split, slices=slices.tolist(),
-                  threshold=args.threshold, instances=args.instances, metrics=results)  # fmt: skip
+    report = dict(prediction=str(args.prediction), prediction_reading=reading,
+                  ground_truth=str(args.ground_truth), shape=list(prob.shape), split=args.split,
+                  slices=slices.tolist(), threshold=args.threshold, instances=args.instances,
+                  metrics=results)  # fmt: skip
     write_text_atomic(args.out_json, json.dumps(finite(report), indent=1) + "\n")
     write_text_atomic(args.out_csv, to_csv(results, slices.tolist()))
     for name, result in results.items():
@@ -88,7 +93,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--prediction-kind",
         choices=["auto", "probability", "labels"],
         default="auto",
-        help="auto: float or 0/v mask = probability, other integers = labels",
+        help="how to read the prediction (printed). auto: float = probability in [0, 1]; "
+        "bool or integers 0/v = mask; other uint8 = probability 0-255 (scaled to [0, 1]); "
+        "other integers = labels (instance ids). probability: uint8/uint16 scaled by "
+        "255/65535. labels: any integers as instance ids",
     )
     p.add_argument(
         "--instances",

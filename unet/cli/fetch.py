@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from unet.fetch import describe, fetch_dataset
+from unet.ignore import METHODS, IgnoreParams
 from unet.synthetic import SyntheticParams
 
 
@@ -46,6 +47,7 @@ def add_parser(sub: Any) -> None:
                            metavar=("MIN", "MAX"))  # fmt: skip
         else:
             g.add_argument(flag, type=type(field.default), default=field.default)
+    _add_ctc_flags(p)
     n = p.add_argument_group("download")
     n.add_argument("--timeout", type=float, default=30.0, help="seconds per socket operation")
     n.add_argument("--retries", type=int, default=4)
@@ -53,6 +55,27 @@ def add_parser(sub: Any) -> None:
     n.add_argument("--max-extract-gb", type=float, default=64.0, help="bound on unzipped size")
     n.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)
+
+
+def _add_ctc_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of the ignore mask of unannotated cells (Cell Tracking Challenge data only)."""
+    d = IgnoreParams()
+    c = p.add_argument_group(
+        "Cell Tracking Challenge: unannotated cells (ignore mask, weight 0 in the loss)"
+    )
+    flags = [
+        ("--ignore", str, d.method, "auto: from the TRA markers where the zip has them, else "
+         "by thresholding the raw frame; threshold: always; none: no mask"),
+        ("--marker-radius", float, d.marker_radius, "px, dilation of TRA markers on no SEG cell"),
+        ("--threshold-sigma", float, d.sigma, "px, Gaussian blur before the triangle threshold"),
+        ("--threshold-radius", float, d.radius, "px, dilation of thresholded unannotated cells"),
+        ("--min-annotated", float, d.min_annotated, "keep only frames whose annotation covers "
+         "this fraction of the detected foreground (0: all)"),
+    ]  # fmt: skip
+    for flag, kind, default, text in flags:
+        choices = METHODS if flag == "--ignore" else None
+        c.add_argument(flag, type=kind, default=default, choices=choices,
+                       help=f"{text} (default {default})")  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -80,7 +103,33 @@ def _run(args: argparse.Namespace) -> int:
             "backoff": args.backoff,
             "progress": not args.no_progress,
         },
+        ctc={
+            "method": args.ignore,
+            "marker_radius": args.marker_radius,
+            "sigma": args.threshold_sigma,
+            "radius": args.threshold_radius,
+            "min_annotated": args.min_annotated,
+        },
     )
     for store in written:
         print(describe(args.out / store))
+        if line := _ignore_line(args.out / store):
+            print(line)
     return 0
+
+
+def _ignore_line(store: Path) -> str | None:
+    """One line on a CTC store's ignore mask: method, annotated fractions, dropped frames."""
+    import numpy as np
+    import zarr
+
+    info = zarr.open_group(store, mode="r").attrs.get("ignore")
+    if not info or "annotated_fraction" not in info:
+        return None
+    methods = "/".join(sorted(set(info["methods"])))
+    low, mid, high = np.percentile(info["annotated_fraction"], [0, 50, 100])
+    return (
+        f"{store}: ignore mask ({methods}) of unannotated cells; annotated fraction of the "
+        f"foreground per frame min {low:.3f}, median {mid:.3f}, max {high:.3f}; "
+        f"{len(info['dropped'])} frames dropped (min_annotated {info['min_annotated']})"
+    )

@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 
 from unet.errors import InputError
-from unet.weights import compute_store, open_labels, parse_class_weights, target_labels
+from unet.weights import (
+    compute_store,
+    open_ignore,
+    open_labels,
+    parse_class_weights,
+    target_labels,
+)
 
 
 def _figure_slice(store: Path, group: Any, shape: tuple[int, ...], z: int | None) -> int:
@@ -40,7 +46,10 @@ def _run(args: argparse.Namespace) -> int:
         group, instances, semantic = open_labels(args.store)
         weights = zarr.open_group(str(args.out), mode="r")["weights"][z]
         raw = np.asarray(group["raw"][z])
-        weights_figure(raw, target_labels(instances, semantic, z), weights, args.figure)
+        ignore = open_ignore(args.store, group, instances.shape)
+        mask = None if ignore is None else np.asarray(ignore[z])
+        labels = target_labels(instances, semantic, z)
+        weights_figure(raw, labels, weights, args.figure, ignore=mask)
     return 0
 
 
@@ -55,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="balanced (default), none, or BACKGROUND,CELL")  # fmt: skip
     p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1),
                    help="slices computed at once (default: up to 4)")  # fmt: skip
-    p.add_argument("--figure", type=Path, help="also write a PNG: raw, boundaries, weights")
+    p.add_argument("--figure", type=Path,
+                   help="also write a PNG: raw, boundaries, weights (ignored hatched)")  # fmt: skip
     p.add_argument("--figure-slice", type=int, help="slice of --figure (default: first train)")
     p.set_defaults(func=_run)

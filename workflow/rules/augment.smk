@@ -2,6 +2,7 @@
 # deterministic from (dataset, seed, block). Blocks are independent jobs; `all` (and
 # training) ask for augment_blocks(dataset) (see common.smk). Only the model's shape
 # settings are passed, so changing e.g. drop-out does not rerun the blocks.
+# threads and resources: sane defaults here, a profile overrides them (set-threads, ...).
 rule augment:
     input:
         store=f"{RESULTS}/data/{{dataset}}.zarr",

@@ -1,10 +1,57 @@
-# Helpers shared by the workflow steps: paths and command-line fragments from config.
+# Helpers shared by the workflow steps: the config as the rules see it, paths and
+# command-line fragments from config. Rules carry sane default threads and resources;
+# profiles (profiles/local) override what a machine changes.
+import importlib.util
 import json
 import os
 import shlex
+from pathlib import Path
 
-RESULTS = config["results"]
-LOGS = f"{RESULTS}/logs"
+import yaml
+from snakemake.utils import update_config
+
+
+def complete_config(config, entries):
+    """Type the nested `--config` values and fill unset model/augment keys, in place.
+
+    Called before the schema validates `config`; `entries` are the raw `KEY=VALUE`
+    arguments (workflow.config_settings.config_args)."""
+    update_config(config, typed_overrides(entries))
+    defaults = _unet_defaults()
+    for section, values in (("model", defaults.MODEL), ("augment", defaults.AUGMENT)):
+        given = config.get(section)
+        if given is None or isinstance(given, dict):  # else the schema names the value
+            config[section] = {**values, **(given or {})}
+
+
+def typed_overrides(entries):
+    """The nested `--config KEY=VALUE` values read as YAML, as a config file reads them.
+
+    snakemake 9 types top-level values itself but reads nested ones with YAML's
+    BaseLoader, which leaves every scalar a string (`augment={blocks: 5}` gives
+    {"blocks": "5"}, `model={norm: null}` gives {"norm": "null"}); these re-read them.
+    """
+    overrides = {}
+    for entry in entries or ():
+        key, _, text = entry.partition("=")
+        for candidate in (text, text.strip("'\"")):  # snakemake strips outer quotes
+            try:
+                value = yaml.safe_load(candidate)
+            except yaml.YAMLError:
+                continue  # left as snakemake read it: the schema names the bad value
+            if isinstance(value, (dict, list)):
+                update_config(overrides, {key: value})
+                break
+    return overrides
+
+
+def _unet_defaults():
+    """unet/defaults.py of this checkout (MODEL, AUGMENT), read without the package or torch."""
+    path = Path(workflow.basedir) / "unet" / "defaults.py"
+    spec = importlib.util.spec_from_file_location("unet_defaults", path)
+    defaults = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(defaults)
+    return defaults
 
 
 # Dataset names carry no dots or slashes, so {dataset}.zarr never matches
@@ -52,7 +99,8 @@ def augment_blocks(dataset):
 
 
 def fetch_args(wildcards):
-    """`unet fetch` flags for a dataset: its config entry, the split, synthetic settings, mirror."""
+    """`unet fetch` flags for a dataset: its config entry, the split, synthetic settings, the
+    ctc section (ignore mask of unannotated cells, min_annotated), mirror."""
     entry = (config.get("datasets") or {}).get(wildcards.dataset)
     split = config["split"]
     flags = [
@@ -70,6 +118,8 @@ def fetch_args(wildcards):
             if key != "membrane_width"
         ]
         flags.append("--membrane-width {} {}".format(*syn["membrane_width"]))
+    for key, value in (config.get("ctc") or {}).items():  # used by CTC datasets only
+        flags.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
     mirror = config["download"].get("mirror")
     if mirror:
         flags.append(f"--mirror {shlex.quote(str(mirror))}")

@@ -1,5 +1,6 @@
 # Datasets: download (mirror first) and conversion to the canonical zarr store.
 # The store of unlabelled slices ({dataset}-test.zarr, ISBI 2012 only) has its own rule.
+# threads and resources: sane defaults here, a profile overrides them (set-threads, ...).
 
 
 rule fetch:

@@ -1,5 +1,6 @@
 # Challenge metrics of a dataset's prediction against its ground truth (unet evaluate).
 # The prediction store comes from the prediction stage; evaluation is not in `rule all` yet.
+# threads and resources: sane defaults here, a profile overrides them (set-threads, ...).
 rule evaluate:
     input:
         prediction=f"{RESULTS}/predict/{{dataset}}.zarr",

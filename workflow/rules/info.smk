@@ -1,3 +1,5 @@
+# The environment report (unet info --json): versions, torch build, device, the model.
+# threads and resources: sane defaults here, a profile overrides them (set-threads, ...).
 rule environment:
     output:
         json=f"{RESULTS}/environment.json",

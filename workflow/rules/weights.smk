@@ -1,4 +1,5 @@
 # Loss weight maps (Ronneberger et al. 2015, eq. 2) of a dataset's label images.
+# threads and resources: sane defaults here, a profile overrides them (set-threads, ...).
 rule weights:
     input:
         store=f"{RESULTS}/data/{{dataset}}.zarr",
