@@ -24,7 +24,9 @@ include: "workflow/rules/info.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/augment.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/archive.smk"
 include: "workflow/rules/evaluate.smk"
 
 
@@ -35,3 +37,4 @@ rule all:
         dataset=f"{RESULTS}/data/{config['dataset']}.zarr",
         weights=f"{RESULTS}/data/{config['dataset']}.weights.zarr",
         augment=augment_blocks(config["dataset"]),
+        train=f"{RESULTS}/train/{config['dataset']}/best.pt",

@@ -62,7 +62,39 @@ def test_load_training_reads_only_the_training_split(stores) -> None:
     raw = zarr.open_group(str(stores[0]), mode="r")["raw"]
     assert data.dataset == "toy" and data.slices == [0, 2, 3]
     np.testing.assert_array_equal(data.raw[1], normalize(raw[2]))
-    assert all(r.min() == 0 and r.max() == 1 and r.dtype == np.float32 for r in data.raw)
+    assert data.normalization == {"kind": "dtype"}  # unet.normalize's default: uint16 / 65535
+    for z, r in zip(data.slices, data.raw, strict=True):
+        assert r.dtype == np.float32
+        np.testing.assert_array_equal(r, raw[z].astype(np.float32) / np.float32(65535))
+
+
+def test_normalisation_is_resolved_on_the_whole_store_and_recorded(stores, tmp_path) -> None:
+    """Not per slice: every slice is scaled by the same values, which the blocks record."""
+    spec = {"kind": "percentile", "low": 1.0, "high": 99.0}
+    data = load_training(*stores, normalization=spec)
+    raw = zarr.open_group(str(stores[0]), mode="r")["raw"][:].astype(np.float64)
+    low, high = np.percentile(raw, [1.0, 99.0])
+    assert (data.scaling.low, data.scaling.high) == pytest.approx((low, high))
+    np.testing.assert_allclose(data.raw[0], (raw[0] - low) / (high - low), rtol=1e-5, atol=1e-6)
+    block = write_block(data, tmp_path / "b.zarr", block=0, n=1, seed=0, **TILE)
+    attrs = dict(zarr.open_group(str(block), mode="r").attrs)
+    assert attrs["normalization"] == spec
+    assert attrs["scaling"] == {"low": pytest.approx(low), "high": pytest.approx(high),
+                                "clip": False}  # fmt: skip
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_training_samples_start_where_a_resumed_run_left_off(stores, tmp_path, cache) -> None:
+    data = load_training(*stores)
+    blocks = [write_block(data, tmp_path / f"block-{b}.zarr", block=b, n=3, seed=4, **TILE)
+              for b in range(2)]  # fmt: skip
+    kwargs = dict(cache=cache, blocks=blocks, data=data, seed=4, per_block=3, **TILE)
+    stream = list(itertools.islice(training_samples(**kwargs), 14))
+    for start in (0, 2, 3, 5, 7, 13):
+        tail = list(itertools.islice(training_samples(**kwargs, start=start), 14 - start))
+        assert [t.raw.tobytes() for t in tail] == [t.raw.tobytes() for t in stream[start:]]
+    with pytest.raises(ValueError, match="start must be"):
+        training_samples(**kwargs, start=-1)
 
 
 def test_blocks_are_deterministic_from_dataset_seed_and_block(stores, tmp_path) -> None:

@@ -67,14 +67,17 @@ def test_the_workflow_resolves_the_same_defaults(repo: Path, tmp_path: Path) -> 
         for line in (plan.stdout + plan.stderr).splitlines()
         if line.startswith("Shell command: unet ")
     ]
+    config = yaml.safe_load((repo / "config.yaml").read_text())  # its values over the defaults
+    model = {**MODEL, **(config.get("model") or {})}
+    augment = {**AUGMENT, **(config.get("augment") or {})}
     parser = build_parser()
     parsed = {}
     for argv in commands:  # the rules' flags read by the real `unet` parser
         parsed.setdefault(argv[0], []).append(parser.parse_args(argv))
-    assert model_config(parsed["info"][0]) == dict(MODEL)
-    assert len(parsed["augment"]) == AUGMENT["blocks"]
+    assert model_config(parsed["info"][0]) == model
+    assert len(parsed["augment"]) == augment["blocks"]
     for args in parsed["augment"]:
         flags = _augment_flags(args)
-        assert flags == {name: AUGMENT[name] for name in flags}
+        assert flags == {name: augment[name] for name in flags}
         shape = {name: getattr(args, name) for name in ("depth", "padding", "dims")}
-        assert shape == {name: MODEL[name] for name in shape}
+        assert shape == {name: model[name] for name in shape}

@@ -21,7 +21,8 @@ LAYERS = {
     },
     "stage": {
         "unet.datasets", "unet.fetch", "unet.cache", "unet.evaluate", "unet.info",
-        "unet.predict", "unet.inference",
+        "unet.predict", "unet.inference", "unet.sheet",
+        "unet.train", "unet.trainer", "unet.train_data", "unet.train_state", "unet.validate",
     },
     "figures": {"unet.figures"},
     "cli": {"unet.__main__"},  # and unet.cli, unet.cli.*

@@ -5,8 +5,11 @@ Sample ``index`` of block ``block`` is drawn from its own generator
 function of (dataset, seed, block) alone, blocks are independent jobs, and the on-the-fly
 stream (:func:`augment_stream`) yields exactly the tiles that cache blocks 0, 1, 2, ... hold.
 
-The raw training slices are scaled to [0, 1] by their own minimum and maximum
-(:func:`normalize`) before augmentation; prediction must apply the same scaling.
+The raw training slices are scaled by the :mod:`unet.normalize` definition given to
+:func:`load_training` (default ``{"kind": "dtype"}``: uint8 ``x / 255``), resolved once for
+the whole ``raw`` array of the store, before augmentation. Cache blocks record the definition
+and its resolved values in their attributes; training records the definition in every
+checkpoint, and prediction applies it to the images it predicts (:mod:`unet.predict`).
 
 The ``weight`` tiles are the loss weights: training multiplies each pixel's cross-entropy by
 its weight, so weight 0 (the ignore mask of unannotated cells, see :mod:`unet.weights`)
@@ -20,17 +23,19 @@ import hashlib
 import itertools
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from unet import __version__
+from unet import normalize as _normalize
 from unet.augment import DEFAULT, AugmentConfig, AugmentedTile, augment_tile
 from unet.errors import InputError
 from unet.io import atomic_output, open_store
 
-NORMALIZATION = "per-slice min-max to [0, 1]"
+NORMALIZATION: dict[str, Any] = {"kind": "dtype"}  # the default definition (unet.normalize)
 
 
 def tile_shapes(
@@ -43,11 +48,11 @@ def tile_shapes(
     return (size, size), (out, out)
 
 
-def normalize(raw: np.ndarray) -> np.ndarray:
-    """Scale one slice to [0, 1] float32 by its minimum and maximum (constant -> 0)."""
-    raw = np.asarray(raw, dtype=np.float32)
-    lo, hi = float(raw.min()), float(raw.max())
-    return (raw - np.float32(lo)) / np.float32(hi - lo) if hi > lo else np.zeros_like(raw)
+def normalize(raw: np.ndarray, spec: dict[str, Any] | None = None) -> np.ndarray:
+    """``raw`` scaled by the :mod:`unet.normalize` definition ``spec`` (default: by its
+    dtype), resolved on ``raw`` itself, as float32."""
+    raw = np.asarray(raw)
+    return _normalize.resolve(spec, raw).apply(raw)
 
 
 @dataclass
@@ -60,6 +65,8 @@ class TrainingData:
     raw: Sequence[np.ndarray]
     target: Sequence[np.ndarray]
     weight: Sequence[np.ndarray]
+    normalization: dict[str, Any] = field(default_factory=lambda: dict(NORMALIZATION))
+    scaling: _normalize.Scaling = field(default_factory=lambda: _normalize.Scaling(0.0, 1.0))
 
 
 class _LazySlices(Sequence[np.ndarray]):
@@ -93,8 +100,14 @@ def _train_slices(store: str | os.PathLike[str], attrs, depth: int) -> list[int]
     return list(train)
 
 
-def load_training(store: str | os.PathLike[str], weights: str | os.PathLike[str]) -> TrainingData:
-    """Read the training split of a canonical dataset store and its weight-map store."""
+def load_training(
+    store: str | os.PathLike[str],
+    weights: str | os.PathLike[str],
+    normalization: dict[str, Any] | None = None,
+) -> TrainingData:
+    """Read the training split of a canonical dataset store and its weight-map store; raw
+    is scaled by the :mod:`unet.normalize` definition ``normalization`` (default: dtype),
+    resolved once on the store's whole ``raw`` array."""
     group = open_store(store, ("raw", "semantic"))
     wgroup = open_store(weights, ("weights",))
     raw, semantic, wmap = group["raw"], group["semantic"], wgroup["weights"]
@@ -104,12 +117,16 @@ def load_training(store: str | os.PathLike[str], weights: str | os.PathLike[str]
         if array.shape != raw.shape:
             raise InputError(f"{path}: {name} has shape {array.shape}, expected {raw.shape}")
     slices = _train_slices(store, dict(group.attrs), raw.shape[0])
+    spec = _normalize.check(normalization, f"{store}: normalization")
+    scaling = _normalize.resolve(spec, raw)
     return TrainingData(
         dataset=str(group.attrs.get("dataset") or Path(store).name.removesuffix(".zarr")),
         slices=slices,
-        raw=_LazySlices(raw, slices, normalize),
+        raw=_LazySlices(raw, slices, scaling.apply),
         target=_LazySlices(semantic, slices, lambda a: np.asarray(a, dtype=np.uint8)),
         weight=_LazySlices(wmap, slices, lambda a: np.asarray(a, dtype=np.float32)),
+        normalization=spec,
+        scaling=scaling,
     )
 
 
@@ -180,18 +197,19 @@ def write_block(
         root.attrs.update(
             dataset=data.dataset, seed=seed, block=block, n=n, slices=slices,
             tile_in=list(tile_in), tile_out=list(tile_out), augment=config.as_dict(),
-            normalization=NORMALIZATION, unet=__version__,
+            normalization=data.normalization, scaling=data.scaling.record(),
+            unet=__version__,
         )  # fmt: skip
     return Path(out)
 
 
-def read_block(path: str | os.PathLike[str]) -> Iterator[AugmentedTile]:
-    """The tiles of one finished cache block, in order."""
+def read_block(path: str | os.PathLike[str], start: int = 0) -> Iterator[AugmentedTile]:
+    """The tiles of one finished cache block, in order, from tile ``start`` on."""
     group = open_store(path, ("raw", "target", "weight"))
     raw, target, weight = group["raw"], group["target"], group["weight"]
     if not raw.shape[0] == target.shape[0] == weight.shape[0]:
         raise InputError(f"{path}: raw, target and weight hold different numbers of tiles")
-    for i in range(raw.shape[0]):
+    for i in range(start, raw.shape[0]):
         yield AugmentedTile(raw=raw[i], target=target[i], weight=weight[i])
 
 
@@ -206,10 +224,7 @@ def augment_stream(
     start_block: int = 0,
 ) -> Iterator[AugmentedTile]:
     """Endless on-the-fly tiles: the content of blocks ``start_block``, +1, ... in order."""
-    for block in itertools.count(start_block):
-        for index in range(per_block):
-            yield sample_tile(data, seed=seed, block=block, index=index, tile_in=tile_in,
-                              tile_out=tile_out, config=config)[1]  # fmt: skip
+    yield from _fly(data, seed, per_block, tile_in, tile_out, config, start_block * per_block)
 
 
 def training_samples(
@@ -222,20 +237,41 @@ def training_samples(
     tile_in: tuple[int, int] = (572, 572),
     tile_out: tuple[int, int] = (388, 388),
     config: AugmentConfig = DEFAULT,
+    start: int = 0,
 ) -> Iterator[AugmentedTile]:
     """Endless training tiles, one per ``next()``, honouring the ``augment.cache`` switch.
 
     With ``cache`` the finished ``blocks`` are read in turn, over and over (the GPU never
     waits for augmentation; diversity is ``len(blocks) * per_block`` tiles). Without it the
     tiles are augmented on the fly from ``data`` (never repeating, costing CPU per step).
+    ``start`` skips that many tiles of the stream (where a resumed training run left off)
+    without reading or augmenting them.
     """
+    if not isinstance(start, int) or start < 0:
+        raise InputError(f"start must be an integer >= 0, got {start!r}")
     if cache:
         if not blocks:
             raise InputError("augment.cache is on but no cache blocks were given")
-        for block in blocks:
-            open_store(block, ("raw", "target", "weight"))
-        return itertools.chain.from_iterable(read_block(b) for b in itertools.cycle(blocks))
+        sizes = [open_store(b, ("raw", "target", "weight"))["raw"].shape[0] for b in blocks]
+        return _cycle_blocks(list(blocks), sizes, start % sum(sizes))
     if data is None:
         raise InputError("augment.cache is off: training data are needed to augment on the fly")
-    return augment_stream(data, seed=seed, per_block=per_block, tile_in=tile_in,
-                          tile_out=tile_out, config=config)  # fmt: skip
+    return _fly(data, seed, per_block, tile_in, tile_out, config, start)
+
+
+def _cycle_blocks(blocks: list, sizes: list[int], offset: int) -> Iterator[AugmentedTile]:
+    """The tiles of ``blocks`` in turn, endlessly, from tile ``offset`` of the first pass."""
+    first = 0
+    while offset >= sizes[first]:
+        offset, first = offset - sizes[first], first + 1
+    yield from read_block(blocks[first], start=offset)
+    for block in itertools.chain(blocks[first + 1 :], itertools.cycle(blocks)):
+        yield from read_block(block)
+
+
+def _fly(data, seed, per_block, tile_in, tile_out, config, start) -> Iterator[AugmentedTile]:
+    """:func:`augment_stream` from its tile ``start`` on (block ``start // per_block``)."""
+    for k in itertools.count(start):
+        block, index = divmod(k, per_block)
+        yield sample_tile(data, seed=seed, block=block, index=index, tile_in=tile_in,
+                          tile_out=tile_out, config=config)[1]  # fmt: skip

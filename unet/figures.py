@@ -1,4 +1,4 @@
-"""Report figures (PNG, written atomically): weight maps and augmentations.
+"""Report figures (PNG, written atomically): weight maps, augmentations, training curves.
 
 - :func:`weights_figure`: raw image, instance boundaries and weight map side by side, as
   the paper's Fig. 3; an ignore mask (unannotated cells, weight 0) is shown grey and hatched.
@@ -6,6 +6,8 @@
   deformed grid overlaid. A regular line grid is warped with the very sampling grid that
   warps the image, so the overlay shows the transform (elastic deformation, rotation,
   flips) the tile went through.
+- :func:`training_curve`: training and validation loss, and the validation pixel, Rand and
+  warping errors, against the iteration (the rows of a training run's validation CSV).
 """
 
 from __future__ import annotations
@@ -165,3 +167,43 @@ def figure_for_block(data, path: str | os.PathLike[str], *, seed: int, block: in
     rng = np.random.default_rng([seed, block])
     return augmentation_figure(data.raw[0], data.target[0], path, rng=rng,
                                weight=data.weight[0], config=config, n=n)  # fmt: skip
+
+
+def training_curve(
+    loss: list[list[float]],
+    rows: list[dict[str, Any]],
+    path: str | os.PathLike[str],
+    best: int | None = None,
+) -> Path:
+    """Left: training loss (``[iteration, mean loss]`` points) and validation loss; right:
+    validation pixel and Rand error, warping error on its own axis; ``best`` marked."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    if loss:
+        its, values = zip(*loss, strict=True)
+        left.plot(its, values, color="tab:blue", lw=1, label="training (mean)")
+    its = [r["iteration"] for r in rows]
+    if rows:
+        left.plot(its, [r["val_loss"] for r in rows], "o-", color="tab:orange", ms=3,
+                  label="validation")  # fmt: skip
+        right.plot(its, [r["pixel_error"] for r in rows], "o-", ms=3, label="pixel error")
+        right.plot(its, [r["rand_error"] for r in rows], "s-", ms=3, label="Rand error")
+        warp = right.twinx()
+        warp.plot(its, [r["warping_error"] for r in rows], "^--", ms=3, color="tab:green",
+                  label="warping error (right axis)")  # fmt: skip
+        warp.set_ylabel("warping error")
+    for ax in (left, right):
+        if best is not None:
+            ax.axvline(best, color="grey", ls=":", lw=1, label=f"best (iteration {best})")
+        ax.set_xlabel("iteration")
+    handles = [h for ax in fig.axes[1:] for h in ax.get_legend_handles_labels()[0]]
+    for ax, shown in ((left, left.get_legend_handles_labels()[0]), (right, handles)):
+        if shown:
+            ax.legend(handles=shown, loc="upper right", fontsize=8)
+    left.set_ylabel("weighted cross-entropy")
+    if loss and min(v for _, v in loss) > 0:
+        left.set_yscale("log")
+    right.set_ylabel("error")
+    left.set_title("loss")
+    right.set_title("validation (whole val slices, overlap-tile)")
+    return _save(fig, path, dpi=100)

@@ -31,7 +31,9 @@ STAGES: tuple[str, ...] = (
     "unet.cli.fetch",
     "unet.cli.weights",
     "unet.cli.augment",
+    "unet.cli.train",
     "unet.cli.predict",
+    "unet.cli.predict_archive",
     "unet.cli.evaluate",
 )
 

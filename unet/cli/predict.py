@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from unet.predict import Options
 
 
-def _run(args: argparse.Namespace) -> int:
-    from unet.predict import Options, run
+def options_from_args(args: argparse.Namespace) -> Options:
+    """The :class:`unet.predict.Options` of the flags of :func:`add_predict_options`."""
+    from unet.predict import Options
 
-    opts = Options(
+    return Options(
         tile=args.tile,
         memory_limit=args.memory_limit,
         batch=args.batch,
@@ -23,7 +28,12 @@ def _run(args: argparse.Namespace) -> int:
         array=args.array,
         progress=not args.quiet,
     )
-    summary = run(args.checkpoint, args.source, args.target, opts)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from unet.predict import run
+
+    summary = run(args.checkpoint, args.source, args.target, options_from_args(args))
     print(
         f"{args.target}: {summary['computed']} of {summary['chunks']} chunks computed in "
         f"{summary['seconds']:.1f} s ({summary['mpx_per_s']:.3f} Mpx/s)"
@@ -57,16 +67,8 @@ def _count(text: str) -> int:
     return value
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``unet predict``."""
-    p = sub.add_parser(
-        "predict",
-        help="overlap-tile prediction of a 2-D image or (Z, Y, X) stack -> OME-Zarr",
-        description=__doc__,
-    )
-    p.add_argument("checkpoint", help="model checkpoint (unet.model.save_checkpoint)")
-    p.add_argument("source", help="TIFF/BigTIFF, zarr array or group, OME-Zarr, dataset store")
-    p.add_argument("target", help="OME-Zarr to write (resumed if it was started alike)")
+def add_predict_options(p: argparse.ArgumentParser) -> None:
+    """The prediction flags, shared by ``unet predict`` and ``unet predict-archive``."""
     p.add_argument(
         "--tile",
         type=int,
@@ -107,4 +109,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--array", help="array name inside a zarr group SOURCE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``unet predict``."""
+    p = sub.add_parser(
+        "predict",
+        help="overlap-tile prediction of a 2-D image or (Z, Y, X) stack -> OME-Zarr",
+        description=__doc__,
+    )
+    p.add_argument("checkpoint", help="model checkpoint (unet.model.save_checkpoint)")
+    p.add_argument("source", help="TIFF/BigTIFF, zarr array or group, OME-Zarr, dataset store")
+    p.add_argument("target", help="OME-Zarr to write (resumed if it was started alike)")
+    add_predict_options(p)
     p.set_defaults(func=_run)

@@ -129,3 +129,25 @@ def fetch_args(wildcards):
 def store_folder(wildcards, output):
     """The folder holding a rule's output store (the `--out` of `unet fetch`)."""
     return os.path.dirname(output.store)
+
+
+def trained_checkpoint(dataset):
+    """The checkpoint prediction uses: config predict.checkpoint, else training's best."""
+    return config["predict"]["checkpoint"] or f"{RESULTS}/train/{dataset}/best.pt"
+
+
+def archive_images(wildcards):
+    """The images of the sample sheet that exist (missing ones are reported in its rows)."""
+    sheet = Path(config["archive"]["sheet"])
+    if not sheet.is_file():
+        return []
+    text = sheet.read_text(encoding="utf-8-sig")
+    lines = [
+        l for l in text.splitlines() if l.strip() and not l.lstrip().startswith("#")
+    ]
+    rows = [[value.strip() for value in line.split("\t")] for line in lines]
+    if not rows or "path" not in rows[0]:
+        return []  # unet predict-archive names what is wrong with the sheet
+    at = rows[0].index("path")
+    paths = [sheet.parent / row[at] for row in rows[1:] if len(row) > at and row[at]]
+    return sorted({str(path) for path in paths if path.exists()})

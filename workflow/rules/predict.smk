@@ -9,7 +9,7 @@ PREDICT = config["predict"]
 
 rule predict:
     input:
-        checkpoint=PREDICT["checkpoint"] or f"{RESULTS}/train/{{dataset}}.pt",
+        checkpoint=lambda wildcards: trained_checkpoint(wildcards.dataset),
         source=f"{RESULTS}/data/{{dataset}}.zarr",
     output:
         directory(f"{RESULTS}/predict/{{dataset}}.zarr"),
