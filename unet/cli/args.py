@@ -35,3 +35,19 @@ def model_config(args: argparse.Namespace) -> dict[str, Any]:
     config = {name: getattr(args, name) for name in _MODEL_ARGS}
     config["norm"] = None if config["norm"] == "none" else config["norm"]
     return config
+
+
+def add_transform_args(group: argparse._ArgumentGroup) -> None:
+    """Add the augmentation transform's settings (``--elastic-sigma``, ``--grid``,
+    ``--rotation``, ...) with the defaults of :data:`unet.defaults.AUGMENT`."""
+    from unet.augment import RAW_MODES
+    from unet.defaults import AUGMENT
+
+    for name in ("elastic_sigma", "brightness", "contrast", "gamma"):
+        group.add_argument(f"--{name.replace('_', '-')}", type=float, default=AUGMENT[name])
+    group.add_argument("--grid", type=int, default=AUGMENT["grid"], help="coarse grid points")
+    for name in ("rotation", "flip", "shift"):
+        group.add_argument(
+            f"--{name}", action=argparse.BooleanOptionalAction, default=AUGMENT[name]
+        )
+    group.add_argument("--raw-mode", choices=RAW_MODES, default=AUGMENT["raw_mode"])

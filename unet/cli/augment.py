@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from unet.augment import RAW_MODES, AugmentConfig
-from unet.cli.args import add_model_args, model_config
+from unet.augment import AugmentConfig
+from unet.cli.args import add_model_args, add_transform_args, model_config
 from unet.defaults import AUGMENT
 from unet.errors import InputError
 
@@ -51,11 +51,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--figure", help="also write a PNG of one image under several augmentations")
     g = p.add_argument_group("augmentation (defaults: unet.defaults.AUGMENT)")
-    for name in ("elastic_sigma", "brightness", "contrast", "gamma"):
-        g.add_argument(f"--{name.replace('_', '-')}", type=float, default=AUGMENT[name])
-    g.add_argument("--grid", type=int, default=AUGMENT["grid"], help="coarse grid points per axis")
-    for name in ("rotation", "flip", "shift"):
-        g.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=AUGMENT[name])
-    g.add_argument("--raw-mode", choices=RAW_MODES, default=AUGMENT["raw_mode"])
+    add_transform_args(g)
     add_model_args(p)
     p.set_defaults(func=_run)

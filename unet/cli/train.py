@@ -6,8 +6,8 @@ import argparse
 import dataclasses
 import json
 
-from unet.augment import RAW_MODES, AugmentConfig
-from unet.cli.args import add_model_args, model_config
+from unet.augment import AugmentConfig
+from unet.cli.args import add_model_args, add_transform_args, model_config
 from unet.defaults import AUGMENT
 from unet.trainer import AMPS, OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -70,12 +70,7 @@ def _add_augment(p: argparse.ArgumentParser) -> None:
     g.add_argument("--per-block", type=int, default=AUGMENT["per_block"],
                    help="tiles per block of the stream (as the cache's blocks)")  # fmt: skip
     g.add_argument("--augment-seed", type=int, default=AUGMENT["seed"], help="augment seed")
-    for name in ("elastic_sigma", "brightness", "contrast", "gamma"):
-        g.add_argument(f"--{name.replace('_', '-')}", type=float, default=AUGMENT[name])
-    g.add_argument("--grid", type=int, default=AUGMENT["grid"], help="coarse grid points per axis")
-    for name in ("rotation", "flip", "shift"):
-        g.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=AUGMENT[name])
-    g.add_argument("--raw-mode", choices=RAW_MODES, default=AUGMENT["raw_mode"])
+    add_transform_args(g)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

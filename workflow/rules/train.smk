@@ -7,7 +7,7 @@
 # Snakemake deletes the outputs of a killed job, not it, so rerunning a killed train job
 # continues from its last checkpoint (after `snakemake --unlock` if Snakemake itself was
 # killed). Changed `train`/`model` settings with a resume state present are refused (delete
-# resume/ to start over).
+# resume/ to start over). The log is appended to: it holds a resumed run's every part.
 # threads and resources: sane defaults here, a profile overrides them (set-threads, ...).
 # `unet train` flags: the train section, then the augmentation settings (used when
 # augmenting on the fly, augment.cache false).
@@ -54,4 +54,4 @@ rule train:
         # networks) slower than with it (measured)
         "OMP_WAIT_POLICY=PASSIVE unet train {input.store} {input.weights} --out {params.out}"
         " --blocks {input.blocks} {params.train} {params.model} {params.stream}"
-        " --threads {threads} > {log} 2>&1"
+        " --threads {threads} >> {log} 2>&1"
