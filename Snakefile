@@ -10,6 +10,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 
@@ -28,13 +31,12 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/archive.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
+# The whole chain for config `dataset`: fetch, weights, augment, train, predict, evaluate
+# and the report that shows them all (its inputs: report_inputs in common.smk).
 rule all:
     default_target: True
     input:
-        environment=f"{RESULTS}/environment.json",
-        dataset=f"{RESULTS}/data/{config['dataset']}.zarr",
-        weights=f"{RESULTS}/data/{config['dataset']}.weights.zarr",
-        augment=augment_blocks(config["dataset"]),
-        train=f"{RESULTS}/train/{config['dataset']}/best.pt",
+        report=f"{RESULTS}/{config['dataset']}/report/index.html",

@@ -155,6 +155,32 @@ def test_dataset_store_split_and_instances(tmp_path: Path, pair) -> None:
     assert got["voi_split"]["value"] == got["voi_merge"]["value"] == 0.0
 
 
+LABELS = {"voi_split", "voi_merge", "seg", "iou", "dice"}  # all that instance ids allow
+
+
+@pytest.mark.parametrize(
+    ("fmt", "binary", "want"),
+    [
+        ("isbi2012", True, {"pixel_error", "rand_error", "warping_error"}),
+        ("synthetic", True, {"pixel_error", "rand_error", "warping_error"}),
+        ("ctc", False, {"seg", "iou", "dice"}),
+        (None, True, {"pixel_error", "rand_error", "warping_error", *LABELS}),
+        (None, False, LABELS),
+    ],
+)
+def test_auto_metrics_follow_the_store_format(tmp_path: Path, pair, capsys, fmt, binary, want):
+    gt, prob = pair
+    instances = label_slices(gt).astype(np.uint32)
+    arrays = {"semantic": (gt > 0).astype(np.uint8)} if binary else {"labels": instances}
+    store = _group(tmp_path / "gt.zarr", {"format": fmt} if fmt else {}, **arrays)
+    _tiff(tmp_path / "p.tif", prob)
+    flags = [] if binary else ["--ground-truth-array", "labels"]
+    code, out_json, _ = _evaluate(tmp_path, str(tmp_path / "p.tif"), str(store), *flags,
+                                  "--metrics", "auto", "iou")  # fmt: skip
+    assert code == 0 and set(json.loads(out_json.read_text())["metrics"]) == want | {"iou"}
+    assert "metrics: auto iou = " in capsys.readouterr().out
+
+
 def test_prediction_kinds(tmp_path: Path, pair, capsys) -> None:
     gt, prob = pair
     grey = np.round(prob * 255).astype(np.uint8)

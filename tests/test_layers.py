@@ -17,14 +17,15 @@ LAYERS = {
         "unet.augment", "unet.postprocess", "unet.synthetic", "unet.archive",
         "unet.registry", "unet.download", "unet.readers", "unet.splits",
         "unet.ignore", "unet.lazytiff", "unet.ngff",
-        "unet.tiler", "unet.normalize",
+        "unet.tiler", "unet.normalize", "unet.split_merge", "unet.paper", "unet.document",
     },
     "stage": {
         "unet.datasets", "unet.fetch", "unet.cache", "unet.evaluate", "unet.info",
         "unet.predict", "unet.inference", "unet.sheet",
         "unet.train", "unet.trainer", "unet.train_data", "unet.train_state", "unet.validate",
+        "unet.provenance", "unet.report_inputs", "unet.report_metrics", "unet.report_provenance",
     },
-    "figures": {"unet.figures"},
+    "figures": {"unet.figures", "unet.report"},
     "cli": {"unet.__main__"},  # and unet.cli, unet.cli.*
 }  # fmt: skip
 ORDER = list(LAYERS)

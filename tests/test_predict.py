@@ -181,6 +181,19 @@ def _files(store: Path) -> dict[str, bytes]:
     return {str(p.relative_to(store)): p.read_bytes() for p in store.rglob("*") if p.is_file()}
 
 
+def _data(store: Path) -> tuple[dict[str, bytes], dict]:
+    """Every file but the root metadata, and the root metadata without the ``run`` record
+    (the timings of the run that completed the store)."""
+    files = _files(store)
+    meta = json.loads(files.pop("zarr.json"))
+    assert set(meta["attributes"]["unet"].pop("run")) == RUN_KEYS
+    return files, meta
+
+
+RUN_KEYS = {"seconds", "mpx_per_s", "chunks", "computed", "device", "peak_rss_bytes",
+            "peak_gpu_bytes"}  # fmt: skip
+
+
 def test_tiff_stack_to_ome_zarr_equals_the_reference(setup, capsys) -> None:
     target = setup["dir"] / "out.zarr"
     assert _predict(setup["ckpt"], setup["tif"], target, "--tile", "16", "--levels", "1") == 0
@@ -274,6 +287,33 @@ def test_rerun_resumes_and_other_parameters_are_refused(setup, capsys) -> None:
     np.testing.assert_allclose(group["0"][...], want, atol=1e-5, rtol=0)  # tile-independent
 
 
+def test_the_run_that_completes_the_store_is_recorded(setup, capsys) -> None:
+    import resource
+
+    target = setup["dir"] / "out.zarr"
+    assert _predict(setup["ckpt"], setup["tif"], target, "--tile", "16", "--threads", "1") == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    run = ngff.read_attrs(target)["run"]
+    assert set(run) == RUN_KEYS and (run["chunks"], run["computed"]) == (27, 27)
+    assert run["device"] == "cpu" and run["peak_gpu_bytes"] is None
+    assert run["mpx_per_s"] == pytest.approx(3 * 45 * 38 / 1e6 / run["seconds"])
+    assert printed.endswith(f"27 of 27 chunks computed in {run['seconds']:.1f} s "
+                            f"({run['mpx_per_s']:.3f} Mpx/s)")  # fmt: skip
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # this process ran it
+    assert 50 * 2**20 < run["peak_rss_bytes"] <= peak  # torch alone takes more than 50 MiB
+    before = _files(target)
+    assert _predict(setup["ckpt"], setup["tif"], target, "--tile", "16") == 0
+    assert _files(target) == before  # a complete store keeps the run that completed it
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_run_records_peak_gpu_memory_on_cuda(setup) -> None:
+    target = setup["dir"] / "out.zarr"
+    assert _predict(setup["ckpt"], setup["tif"], target, "--device", "cuda") == 0
+    run = ngff.read_attrs(target)["run"]
+    assert run["device"].startswith("cuda") and run["peak_gpu_bytes"] > 0
+
+
 def test_memory_limit_chooses_the_tile(setup, capsys) -> None:
     big = setup["dir"] / "big.zarr"
     zarr.create_array(str(big), data=np.zeros((300, 260), np.uint8))
@@ -311,7 +351,9 @@ def test_sigkilled_run_resumes_byte_identical(setup) -> None:
     out = subprocess.run([sys.executable, "-c", _KILLED, *args[:2], str(resumed), *args[2:]],
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert f"{done} done, {1024 - done} to compute" in out
-    assert _files(resumed) == _files(whole)
+    assert _data(resumed) == _data(whole)  # the chunks byte for byte; the timings differ
+    runs = [ngff.read_attrs(store)["run"] for store in (whole, resumed)]
+    assert [(r["chunks"], r["computed"]) for r in runs] == [(1024, 1024), (1024, 1024 - done)]
 
 
 @pytest.mark.parametrize("case", [
@@ -371,7 +413,7 @@ def test_distributed_schedulers_give_the_same_result(setup) -> None:
     with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cl:
         flags = ["--tile", "16", "--scheduler", cl.scheduler_address]
         assert _predict(setup["ckpt"], setup["tif"], c, *flags) == 0
-    assert _files(a) == _files(b) == _files(c)
+    assert _data(a) == _data(b) == _data(c)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import pytest
 import yaml
 import zarr
 from conftest import run_snakemake
+
+from unet import ngff
+from unet.cli import main
 
 # One nested `--config` override of each type (several entries for one key merge), a
 # config file beneath them, and what the dry-run plan's shell commands then show.
@@ -46,6 +50,7 @@ def test_default_pipeline_runs_end_to_end(repo: Path, tmp_path: Path) -> None:
         assert cache["raw"].shape == (16, 124, 124) and cache["target"].shape == (16, 84, 84)
         assert set(np.unique(cache["target"][:])) <= {0, 1}
     assert (tmp_path / "results/train/synthetic/best.pt").is_file()
+    assert (tmp_path / "results/synthetic/report/index.html").is_file()  # the chain's end
     again = run_snakemake(tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stderr
     dropout = tmp_path / "dropout.yaml"
@@ -164,3 +169,103 @@ def test_rules_carry_threads_and_resources_the_profile_only_the_machine(
     plan = run_snakemake(tmp_path, "-n", "--profile", str(repo / "profiles" / "local"))
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert "mem_mb=4000" in plan.stdout + plan.stderr  # the rules' own default
+
+
+# --- the whole chain on a tiny configuration ------------------------------------------------
+
+# The smallest synthetic dataset (4 slices of 64 px: 3 train, 1 validates) and network (width
+# 2, depth 2) that the stages take, 4 training steps: the real chain in seconds.
+TINY = """\
+synthetic: {slices: 4, size: 64, cell_diameter: 12.0}
+model: {base_channels: 2, depth: 2}
+augment: {blocks: 1, per_block: 2, tile: 48}
+train: {iterations: 4, warmup: 0, validate_every: 2, checkpoint_every: 0, val_tile: 32}
+predict: {tile: 32}
+"""
+STAGES = {"environment", "fetch", "weights", "augment", "train", "predict", "evaluate", "report"}
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory where `snakemake` ran the default target on TINY (shared)."""
+    workdir = tmp_path_factory.mktemp("chain")
+    (workdir / "tiny.yaml").write_text(TINY)
+    run = run_snakemake(workdir, configfiles=(workdir / "tiny.yaml",))
+    assert run.returncode == 0, run.stderr[-3000:]
+    return workdir
+
+
+def _plan(workdir: Path, *config: str) -> set[str]:
+    """The rules a dry run of the default target would run, with `--config` ``config``."""
+    args = ("--config", *config) if config else ()
+    plan = run_snakemake(workdir, "-n", *args, configfiles=(workdir / "tiny.yaml",))
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    if "Nothing to be done" in plan.stdout + plan.stderr:
+        return set()
+    table = plan.stdout.split("Job stats:")[1].split("\ntotal")[0]
+    return {line.split()[0] for line in table.splitlines()[3:] if line.strip()} - {"all"}
+
+
+def test_chain_ends_with_the_report_and_a_benchmark_of_every_stage(chain: Path) -> None:
+    report = chain / "results/synthetic/report"
+    assert {p.name for p in report.iterdir()} >= {"index.html", "report.md", "figures"}
+    marks = {p.parent.name for p in (chain / "results/benchmarks").glob("*/*.tsv")}
+    assert marks == STAGES
+    for path in (chain / "results/benchmarks").glob("*/*.tsv"):
+        header, values = path.read_text().splitlines()
+        assert header.split("\t")[:3] == ["s", "h:m:s", "max_rss"] and float(values.split()[0]) >= 0
+    run = ngff.read_attrs(chain / "results/predict/synthetic.zarr")["run"]
+    assert (run["chunks"], run["computed"], run["device"]) == (16, 16, "cpu")
+
+
+def test_report_numbers_are_those_of_unet_evaluate_run_by_hand(chain: Path) -> None:
+    results = chain / "results"
+    out = chain / "by-hand"
+    files = [str(results / "predict/synthetic.zarr"), str(results / "data/synthetic.zarr")]
+    flags = ["--metrics", "auto", "--split", "val", "--out-json", str(out / "eval.json")]
+    assert main(["evaluate", *files, *flags, "--out-csv", str(out / "eval.csv")]) == 0
+    by_hand = json.loads((out / "eval.json").read_text())["metrics"]
+    assert set(by_hand) == {"pixel_error", "rand_error", "warping_error"}  # auto: synthetic
+    shown = _report_metrics((results / "synthetic/report/report.md").read_text())
+    assert {name: value for name, (value, _) in shown.items()} == {  # every digit
+        name: result["value"] for name, result in by_hand.items()
+    }
+    for name, (_, threshold) in shown.items():  # the sweep's 0.1 steps, shown rounded
+        assert threshold == pytest.approx(by_hand[name]["threshold"], abs=1e-9), name
+
+
+def _report_metrics(markdown: str) -> dict[str, tuple[float, float]]:
+    """(value, threshold) of each row of report.md's table of every metric as evaluated."""
+    table = markdown.split("\n| metric | value | threshold |", 1)[1].split("\n\n", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    return {name: (float(value), float(at.split()[0])) for name, value, at, *_ in rows}
+
+
+def test_rerun_after_success_does_nothing(chain: Path) -> None:
+    assert _plan(chain) == set()
+
+
+@pytest.mark.parametrize(
+    ("change", "reruns"),
+    [
+        ("evaluate={threshold: 0.3}", {"evaluate", "report"}),
+        ("predict={dtype: uint8}", {"predict", "evaluate", "report"}),
+        ("weights={w0: 5}", {"weights", "augment", "train", "predict", "evaluate", "report"}),
+        ("train={lr: 0.001}", {"train", "predict", "evaluate", "report"}),
+        ("synthetic={noise: 0.1}", STAGES - {"environment"}),
+    ],
+)
+def test_science_parameter_reruns_only_the_stages_it_affects(
+    chain: Path, change: str, reruns: set[str]
+) -> None:
+    assert _plan(chain, change) == reruns
+
+
+def test_snakemake_report_holds_the_registered_outputs(chain: Path) -> None:
+    archive = chain / "snakemake-report.zip"
+    run = run_snakemake(chain, "--report", str(archive), configfiles=(chain / "tiny.yaml",))
+    assert run.returncode == 0, run.stderr[-3000:]
+    names = {Path(name).name for name in zipfile.ZipFile(archive).namelist()}
+    assert {"report.html", "index.html", "validation.csv", "curve.png", "synthetic.csv"} <= names
+    figures = {p.name for p in (chain / "results/synthetic/report/figures").glob("*.png")}
+    assert figures and figures <= names  # every figure of the report, by the pattern

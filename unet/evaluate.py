@@ -24,6 +24,14 @@ from unet.errors import InputError
 
 METRICS = ("pixel", "rand", "warping", "voi", "seg", "iou", "dice")
 ISBI = {"pixel": "pixel_error", "rand": "rand_error", "warping": "warping_error"}
+# ``--metrics auto``: the measures of the challenge a dataset's format comes from (the
+# ground-truth store's ``format`` attribute): the ISBI 2012 errors for EM-like data, the
+# Cell Tracking Challenge's SEG with IoU and Dice for CTC data.
+AUTO = {
+    "isbi2012": ("pixel", "rand", "warping"),
+    "synthetic": ("pixel", "rand", "warping"),
+    "ctc": ("seg", "iou", "dice"),
+}
 
 
 class Prediction(NamedTuple):
@@ -129,6 +137,20 @@ def load_ground_truth(path: str, array: str | None) -> tuple[np.ndarray | None, 
             f"{path}: ground truth must be integer labels or a mask, got dtype {data.dtype}"
         )
     return (data > 0, label_slices(data)) if is_binary(data) else (None, data)
+
+
+def resolve_metrics(names: list[str], gt_path: str, binary: bool) -> list[str]:
+    """``names`` with ``auto`` replaced by the metrics of the ground truth's format (its
+    store's ``format`` attribute, :data:`AUTO`); without a known format, every metric that
+    the ground truth allows (the ISBI errors need a binary one). Order kept, no repeats."""
+    from unet.readers import group_attrs
+
+    if "auto" in names:
+        fmt = group_attrs(gt_path).get("format")
+        usable = [m for m in METRICS if binary or m not in ISBI]
+        auto = AUTO.get(fmt, usable)
+        names = [m for name in names for m in (auto if name == "auto" else [name])]
+    return list(dict.fromkeys(names))
 
 
 def split_slices(path: str, split: str, depth: int) -> list[int]:

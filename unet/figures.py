@@ -8,6 +8,9 @@
   flips) the tile went through.
 - :func:`training_curve`: training and validation loss, and the validation pixel, Rand and
   warping errors, against the iteration (the rows of a training run's validation CSV).
+- :func:`per_slice_figure`: each metric's value on every evaluated slice.
+- :func:`overlay_figure`: raw | probability | split and merge errors
+  (:mod:`unet.split_merge`) of one slice; :func:`unlabelled_overlay_figure`: raw | probability.
 """
 
 from __future__ import annotations
@@ -207,3 +210,103 @@ def training_curve(
     left.set_title("loss")
     right.set_title("validation (whole val slices, overlap-tile)")
     return _save(fig, path, dpi=100)
+
+
+def per_slice_figure(
+    slices: list[int], values: dict[str, list[float | None]], path: str | os.PathLike[str]
+) -> Path:
+    """One panel per metric: its value on every slice (None: no value, a gap)."""
+    plt = _pyplot()
+    rows = math.ceil(len(values) / 2)
+    fig, axes = plt.subplots(
+        rows, 2, figsize=(10, 0.6 + 2.0 * rows), sharex=True, squeeze=False, layout="constrained"
+    )
+    for ax, (name, column) in zip(axes.flat, values.items(), strict=False):
+        ys = [np.nan if v is None else v for v in column]
+        ax.plot(slices, ys, "o-", ms=4, lw=1)
+        ax.set_title(name.replace("_", " "), fontsize=9)
+        ax.grid(alpha=0.3)
+        if len(slices) <= 30:
+            ax.set_xticks(slices)
+    for ax in axes.flat[len(values) :]:
+        ax.set_axis_off()
+    for ax in axes[-1]:
+        ax.set_xlabel("slice (index along Z)")
+    return _save(fig, path, dpi=90)
+
+
+SPLIT_COLOUR, MERGE_COLOUR = "#0072B2", "#D55E00"  # blue and vermillion (colour-blind safe)
+
+
+def _stretch(ax: Any, raw: np.ndarray) -> None:
+    low, high = np.percentile(raw, [0.5, 99.5])
+    ax.imshow(raw, cmap="gray", vmin=low, vmax=max(high, low + 1e-6))
+
+
+def _tint(ax: Any, mask: np.ndarray, colour: str, alpha: float = 0.6) -> None:
+    from matplotlib.colors import to_rgba
+
+    layer = np.zeros((*mask.shape, 4), dtype=np.float32)
+    layer[mask] = to_rgba(colour, alpha)
+    ax.imshow(layer, interpolation="nearest")
+
+
+def overlay_figure(
+    raw: np.ndarray,
+    probability: np.ndarray,
+    errors: Any,
+    path: str | os.PathLike[str],
+    threshold: float | None = None,
+) -> Path:
+    """Raw image, cell probability, and the raw image with the split ground-truth cells
+    (blue) and the merging predicted segments (vermillion) of ``errors`` (a
+    :class:`unet.split_merge.SplitMerge`) filled, with a legend."""
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 5), layout="constrained")
+    _stretch(axes[0], raw)
+    image = axes[1].imshow(probability, cmap="magma", vmin=0, vmax=1)
+    fig.colorbar(image, ax=axes[1], shrink=0.7, label="cell probability")
+    _stretch(axes[2], raw)
+    _tint(axes[2], errors.split, SPLIT_COLOUR)
+    _tint(axes[2], errors.merge, MERGE_COLOUR)
+    legend = [
+        Patch(color=SPLIT_COLOUR, label=f"split: {len(errors.split_cells)} cells cut"),
+        Patch(
+            color=MERGE_COLOUR, label=f"merge: {len(errors.merge_segments)} segments joining cells"
+        ),
+    ]
+    axes[2].legend(
+        handles=legend,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.02),
+        fontsize=9,
+        ncol=1,
+        frameon=False,
+    )
+    at = "" if threshold is None else f" (p > {threshold:.1f})"
+    for ax, name in zip(axes, ("raw", "probability", f"split and merge errors{at}"), strict=True):
+        ax.set_title(name)
+        ax.set_axis_off()
+    return _save(fig, path, dpi=80)
+
+
+def unlabelled_overlay_figure(
+    raw: np.ndarray | None, probability: np.ndarray, path: str | os.PathLike[str]
+) -> Path:
+    """Raw image and cell probability side by side (a slice without ground truth); the
+    probability alone when ``raw`` is None."""
+    plt = _pyplot()
+    panels = 1 if raw is None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(0.5 + 4.5 * panels, 4.6), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    if raw is not None:
+        _stretch(axes[0, 0], raw)
+        axes[0, 0].set_title("raw")
+    image = axes[0, -1].imshow(probability, cmap="magma", vmin=0, vmax=1)
+    fig.colorbar(image, ax=axes[0, -1], shrink=0.7, label="cell probability")
+    axes[0, -1].set_title("probability")
+    for ax in axes[0]:
+        ax.set_axis_off()
+    return _save(fig, path, dpi=80)

@@ -68,7 +68,7 @@ def _codecs(dtype: np.dtype) -> Any:
     from zarr.codecs import BloscCodec
 
     shuffle = "shuffle" if dtype.itemsize > 1 else "bitshuffle"
-    return (BloscCodec(cname="zstd", clevel=5, shuffle=shuffle),)
+    return (BloscCodec(cname="zstd", clevel=3, shuffle=shuffle),)
 
 
 def create_image(

@@ -10,10 +10,12 @@ by the dask tasks of :mod:`unet.inference`; its ``unet`` attributes hold the par
 
 Lifecycle of TARGET: created whole (empty, ``complete: false``) before any work; each chunk
 is written in place followed by its completion record; after the last chunk the pyramid
-levels are built, the store is marked complete and the records are removed. A rerun with
-the same parameters computes only chunks without records (a SIGKILLed run resumes and ends
-byte-identical to an uninterrupted one); other parameters are an error unless
-``overwrite``. Bad input is refused before TARGET is touched.
+levels are built, the store is marked complete together with ``run`` (the numbers of the run
+that completed it: seconds, Mpx/s, chunks, computed, device, peak RSS and peak GPU bytes)
+and the records are removed. A rerun with the same parameters computes only chunks without
+records (a SIGKILLed run resumes and ends with chunk data byte-identical to an uninterrupted
+one; only ``run`` differs); other parameters are an error unless ``overwrite``. Bad input is
+refused before TARGET is touched.
 """
 
 from __future__ import annotations
@@ -203,13 +205,36 @@ def _attrs(target: Path) -> dict[str, Any]:
 
 
 def _finish(target: Path, job: inference.Job, levels: int) -> None:
-    """Pyramid levels, the complete flag, then away with the records."""
+    """Check that every chunk is written, then build the pyramid levels."""
     left, _ = inference.todo(job)
     if len(left):
         raise RuntimeError(f"{target}: {len(left)} batches of chunks were not written")
     ngff.add_levels(target, levels)
-    ngff.mark_complete(target)
+
+
+def _complete(target: Path, job: inference.Job, record: dict[str, Any]) -> None:
+    """The complete flag and the run's record in one attribute write, then away with the
+    completion records."""
+    ngff.update_attrs(target, {"run": record, "complete": True})
     shutil.rmtree(job.records, ignore_errors=True)
+
+
+def peak_memory(device: str) -> dict[str, int | None]:
+    """Peak resident memory of this process (bytes; the workers of a ``local:N`` or remote
+    scheduler are not counted) and peak GPU memory allocated by torch on a CUDA ``device``
+    (None elsewhere, or when this process never used CUDA)."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    gpu = None
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_initialized():
+            gpu = int(torch.cuda.max_memory_allocated(torch.device(device)))
+    return {"peak_rss_bytes": int(rss if sys.platform == "darwin" else rss * 1024),
+            "peak_gpu_bytes": gpu}  # fmt: skip
 
 
 def run(checkpoint: str | Path, source: str | Path, target: str | Path, opts: Options,
@@ -249,8 +274,12 @@ def run(checkpoint: str | Path, source: str | Path, target: str | Path, opts: Op
         _finish(target, job, opts.levels)
     seconds = time.perf_counter() - start
     pixels = math.prod(tiling.shape) * count / len(tiling)
-    return dict(tile=tiling.tile, chunks=len(tiling), computed=count, seconds=seconds,
-                mpx_per_s=pixels / 1e6 / seconds if count and seconds > 0 else 0.0)  # fmt: skip
+    summary = dict(tile=tiling.tile, chunks=len(tiling), computed=count, seconds=seconds,
+                   mpx_per_s=pixels / 1e6 / seconds if count and seconds > 0 else 0.0)  # fmt: skip
+    if not complete:
+        record = {key: summary[key] for key in ("seconds", "mpx_per_s", "chunks", "computed")}
+        _complete(target, job, {**record, "device": device, **peak_memory(device)})
+    return summary
 
 
 def _check_options(opts: Options) -> None:

@@ -35,6 +35,7 @@ STAGES: tuple[str, ...] = (
     "unet.cli.predict",
     "unet.cli.predict_archive",
     "unet.cli.evaluate",
+    "unet.cli.report",
 )
 
 

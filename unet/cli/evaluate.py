@@ -9,12 +9,14 @@ import numpy as np
 
 from unet.errors import InputError
 from unet.evaluate import (
+    AUTO,
     METRICS,
     evaluate,
     finite,
     load_ground_truth,
     load_prediction,
     make_instances,
+    resolve_metrics,
     split_slices,
     to_csv,
 )
@@ -57,7 +59,10 @@ def _run(args: argparse.Namespace) -> int:
 
         numba.set_num_threads(max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS)))
     prob, labels, gt_binary, gt_labels, slices, reading = _inputs(args)
-    results = evaluate(prob, labels, gt_binary, gt_labels, args.metrics, args.threshold,
+    names = resolve_metrics(args.metrics, args.ground_truth, gt_binary is not None)
+    if "auto" in args.metrics:
+        print(f"metrics: {' '.join(args.metrics)} = {' '.join(names)}", flush=True)
+    results = evaluate(prob, labels, gt_binary, gt_labels, names, args.threshold,
                        args.ground_truth, progress=True)  # fmt: skip
     report = dict(prediction=str(args.prediction), prediction_reading=reading,
                   ground_truth=str(args.ground_truth), shape=list(prob.shape), split=args.split,
@@ -77,13 +82,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="challenge metrics of a prediction -> JSON and CSV")
     p.add_argument("prediction", help="probability or labels: TIFF, zarr array/group, OME-Zarr")
     p.add_argument("ground_truth", help="binary mask or instance ids; or a dataset store")
+    auto = "; ".join(f"{fmt}: {' '.join(names)}" for fmt, names in AUTO.items())
     p.add_argument(
         "--metrics",
         nargs="+",
-        choices=METRICS,
+        choices=[*METRICS, "auto"],
         default=list(METRICS),
         metavar="METRIC",
-        help=f"any of {', '.join(METRICS)} (default all)",
+        help=f"any of {', '.join(METRICS)} (default all), or auto: by the format attribute "
+        f"of a dataset store ({auto}; else all that the ground truth allows)",
     )
     p.add_argument("--out-json", required=True, help="report with tables (written atomically)")
     p.add_argument("--out-csv", required=True, help="per-slice values and total")

@@ -23,6 +23,8 @@ if ARCHIVE["sheet"]:
             f"{ARCHIVE_OUT}/summary.csv",
         log:
             f"{LOGS}/predict_archive.log",
+        benchmark:
+            benchmark_file("predict_archive", "predict_archive")
         conda:
             "../../envs/unet-gpu.yaml"
         threads: 4

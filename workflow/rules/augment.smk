@@ -11,6 +11,8 @@ rule augment:
         block=directory(f"{RESULTS}/augment/{{dataset}}/block-{{block}}.zarr"),
     log:
         f"{LOGS}/augment/{{dataset}}/block-{{block}}.log",
+    benchmark:
+        benchmark_file("augment", "{dataset}-{block}")
     wildcard_constraints:
         block=r"0|[1-9]\d*",
     conda:

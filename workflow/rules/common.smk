@@ -151,3 +151,76 @@ def archive_images(wildcards):
     at = rows[0].index("path")
     paths = [sheet.parent / row[at] for row in rows[1:] if len(row) > at and row[at]]
     return sorted({str(path) for path in paths if path.exists()})
+
+
+def dataset_format(dataset):
+    """A dataset's format (isbi2012 | ctc | synthetic): its config entry's, else the
+    registry's (isbi2012 and synthetic by name; other names are CTC training sets)."""
+    entry = (config.get("datasets") or {}).get(dataset) or {}
+    named = {"isbi2012": "isbi2012", "synthetic": "synthetic"}
+    return entry.get("format") or named.get(dataset, "ctc")
+
+
+def metrics_arg():
+    """The evaluate section's metrics as `unet evaluate --metrics` values (auto: by format)."""
+    metrics = config["evaluate"]["metrics"]
+    return metrics if isinstance(metrics, str) else " ".join(metrics)
+
+
+def benchmark_file(step, stem="{dataset}"):
+    """The benchmark file of a job of `step` (a rule's name): benchmarks/{step}/{stem}.tsv
+    under results, the stem the job's wildcards joined by - (else the rule's name)."""
+    return f"{RESULTS}/benchmarks/{step}/{stem}.tsv"
+
+
+def report_inputs(wildcards):
+    """Everything `unet report` reads for a dataset, by name: the stores, evaluation, the
+    environment, the benchmarks of each stage in pipeline order; the training outputs, weight
+    map and first augmentation block unless config predict.checkpoint replaces training; the
+    test volume and its prediction for datasets that have one (isbi2012)."""
+    d = wildcards.dataset
+    trains = not config["predict"]["checkpoint"]
+    test = dataset_format(d) == "isbi2012"
+    blocks = augment_blocks(d) if trains else []
+    inputs = dict(
+        store=f"{RESULTS}/data/{d}.zarr",
+        prediction=f"{RESULTS}/predict/{d}.zarr",
+        eval_json=f"{RESULTS}/eval/{d}.json",
+        environment=f"{RESULTS}/environment.json",
+    )
+    if trains:
+        train = f"{RESULTS}/train/{d}"
+        inputs.update(
+            weights=f"{RESULTS}/data/{d}.weights.zarr",
+            train_csv=f"{train}/validation.csv",
+            train_curve=f"{train}/curve.png",
+            train_best=f"{train}/best.pt",
+        )
+    if blocks:
+        inputs["augment_block"] = blocks[0]
+    if test:
+        inputs.update(
+            test_store=f"{RESULTS}/data/{d}-test.zarr",
+            test_prediction=f"{RESULTS}/predict/{d}-test.zarr",
+        )
+    stages = [("environment", "environment"), ("fetch", d)]
+    stages += [("fetch_test", d)] if test else []
+    if trains:
+        augment = [("augment", f"{d}-{b}") for b in range(len(blocks))]
+        stages += [("weights", d), *augment, ("train", d)]
+    stages += [("predict", d), ("predict_test", d)] if test else [("predict", d)]
+    stages.append(("evaluate", d))
+    inputs["benchmarks"] = [benchmark_file(step, stem) for step, stem in stages]
+    return inputs
+
+
+def report_args(wildcards, input):
+    """The optional `unet report` flags of the inputs that report_inputs gave."""
+    present = set(input.keys())
+    flags = []
+    if "train_best" in present:
+        flags.append(f"--train-dir {shlex.quote(os.path.dirname(input.train_best))}")
+    for name in ("weights", "augment_block", "test_prediction", "test_store"):
+        if name in present:
+            flags.append(f"--{name.replace('_', '-')} {shlex.quote(input[name])}")
+    return " ".join(flags)

@@ -8,6 +8,8 @@ rule fetch:
         store=directory(f"{RESULTS}/data/{{dataset}}.zarr"),
     log:
         f"{LOGS}/fetch/{{dataset}}.log",
+    benchmark:
+        benchmark_file("fetch")
     wildcard_constraints:
         dataset=r"[A-Za-z0-9_+-]+",
     conda:
@@ -31,6 +33,8 @@ rule fetch_test:
         store=directory(f"{RESULTS}/data/{{dataset}}-test.zarr"),
     log:
         f"{LOGS}/fetch/{{dataset}}-test.log",
+    benchmark:
+        benchmark_file("fetch_test")
     wildcard_constraints:
         dataset=r"[A-Za-z0-9_+-]+",
     conda:

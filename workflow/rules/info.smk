@@ -5,6 +5,8 @@ rule environment:
         json=f"{RESULTS}/environment.json",
     log:
         f"{LOGS}/environment.log",
+    benchmark:
+        benchmark_file("environment", "environment")
     conda:
         "../../envs/unet.yaml"
     threads: 1

@@ -1,10 +1,25 @@
 # Overlap-tile prediction (unet predict): a checkpoint over a dataset's raw images -> an
-# OME-Zarr probability map, which `rule evaluate` scores. Not in `rule all`: the checkpoint
-# comes from training (config predict.checkpoint names another). Snakemake removes the
-# output of a failed job; to resume a killed long prediction instead, run the `unet
-# predict` command of the log again: it computes only the chunks not yet written.
+# OME-Zarr probability map, which `rule evaluate` scores and `rule report` shows. The
+# checkpoint comes from training (config predict.checkpoint names another). predict_test
+# predicts the unlabelled test volume ({dataset}-test.zarr, isbi2012) with the dataset's
+# checkpoint. Snakemake removes the output of a failed job; to resume a killed long
+# prediction instead, run the `unet predict` command of the log again: it computes only
+# the chunks not yet written. The store records the completing run's wall time, Mpx/s and
+# peak memory (its `unet` attributes, `run`), which the report shows.
 # threads and resources: sane defaults here, a profile overrides them (set-threads, ...).
 PREDICT = config["predict"]
+PREDICT_SHELL = (
+    "unet predict {input.checkpoint} {input.source} {output} --dtype {params.dtype}"
+    " --levels {params.levels} --batch {params.batch} {params.tile} {params.tta}"
+    " --threads {threads} > {log} 2>&1"
+)
+PREDICT_PARAMS = dict(
+    dtype=PREDICT["dtype"],
+    levels=PREDICT["levels"],
+    batch=PREDICT["batch"],
+    tile=f"--tile {PREDICT['tile']}" if PREDICT["tile"] else "",
+    tta="--tta" if PREDICT["tta"] else "",
+)
 
 
 rule predict:
@@ -15,6 +30,8 @@ rule predict:
         directory(f"{RESULTS}/predict/{{dataset}}.zarr"),
     log:
         f"{LOGS}/predict/{{dataset}}.log",
+    benchmark:
+        benchmark_file("predict")
     conda:
         "../../envs/unet-gpu.yaml"
     threads: 4
@@ -22,12 +39,33 @@ rule predict:
         gpu=1,
         mem_mb=16000,
     params:
-        dtype=PREDICT["dtype"],
-        levels=PREDICT["levels"],
-        batch=PREDICT["batch"],
-        tile=f"--tile {PREDICT['tile']}" if PREDICT["tile"] else "",
-        tta="--tta" if PREDICT["tta"] else "",
+        **PREDICT_PARAMS,
     shell:
-        "unet predict {input.checkpoint} {input.source} {output} --dtype {params.dtype}"
-        " --levels {params.levels} --batch {params.batch} {params.tile} {params.tta}"
-        " --threads {threads} > {log} 2>&1"
+        PREDICT_SHELL
+
+
+rule predict_test:
+    input:
+        checkpoint=lambda wildcards: trained_checkpoint(wildcards.dataset),
+        source=f"{RESULTS}/data/{{dataset}}-test.zarr",
+    output:
+        directory(f"{RESULTS}/predict/{{dataset}}-test.zarr"),
+    log:
+        f"{LOGS}/predict/{{dataset}}-test.log",
+    benchmark:
+        benchmark_file("predict_test")
+    wildcard_constraints:
+        dataset=r"[A-Za-z0-9_+-]+",
+    conda:
+        "../../envs/unet-gpu.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=16000,
+    params:
+        **PREDICT_PARAMS,
+    shell:
+        PREDICT_SHELL
+
+
+ruleorder: predict_test > predict

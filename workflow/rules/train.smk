@@ -33,10 +33,22 @@ rule train:
     output:
         best=f"{RESULTS}/train/{{dataset}}/best.pt",
         last=f"{RESULTS}/train/{{dataset}}/last.pt",
-        csv=f"{RESULTS}/train/{{dataset}}/validation.csv",
-        curve=f"{RESULTS}/train/{{dataset}}/curve.png",
+        csv=report(
+            f"{RESULTS}/train/{{dataset}}/validation.csv",
+            caption="../report/training.rst",
+            category="Training",
+            labels={"dataset": "{dataset}", "file": "validation.csv"},
+        ),
+        curve=report(
+            f"{RESULTS}/train/{{dataset}}/curve.png",
+            caption="../report/training.rst",
+            category="Training",
+            labels={"dataset": "{dataset}", "file": "curve.png"},
+        ),
     log:
         f"{LOGS}/train/{{dataset}}.log",
+    benchmark:
+        benchmark_file("train")
     conda:
         "../../envs/unet-gpu.yaml"
     threads: 4

@@ -7,6 +7,8 @@ rule weights:
         weights=directory(f"{RESULTS}/data/{{dataset}}.weights.zarr"),
     log:
         f"{LOGS}/weights/{{dataset}}.log",
+    benchmark:
+        benchmark_file("weights")
     conda:
         "../../envs/unet.yaml"
     threads: 4
