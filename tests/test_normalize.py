@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from unet.errors import InputError
-from unet.normalize import Scaling, check, dtype_range, resolve, sample
+from unet.normalize import Scaling, check, dtype_range, parse, resolve, sample
 
 
 class _Counting:
@@ -93,3 +93,39 @@ def test_bad_definitions_are_refused_naming_them(spec) -> None:
 def test_complex_data_is_refused() -> None:
     with pytest.raises(InputError, match="dtype complex64"):
         resolve(None, np.zeros(3, np.complex64))
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("dtype", {"kind": "dtype"}),
+        ("dtype:clip", {"kind": "dtype", "clip": True}),
+        ("percentile:1:99.8", {"kind": "percentile", "low": 1.0, "high": 99.8}),
+        ("percentile:1:99.8:clip", {"kind": "percentile", "low": 1.0, "high": 99.8, "clip": True}),
+        ("fixed:-5:33000.5:clip", {"kind": "fixed", "low": -5.0, "high": 33000.5, "clip": True}),
+    ],
+)
+def test_parse_reads_the_flag_spelling(text: str, spec: dict) -> None:
+    assert parse(text) == spec
+    assert check(parse(text)) == spec
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("minmax", "expected dtype, percentile:LOW:HIGH or fixed:LOW:HIGH"),
+        ("percentile:1", "expected dtype, percentile:LOW:HIGH"),
+        ("percentile:a:99", "expected dtype, percentile:LOW:HIGH"),
+        ("fixed:1:2:3", "expected dtype, percentile:LOW:HIGH"),
+        ("dtype:1:2", "expected dtype, percentile:LOW:HIGH"),
+        ("percentile:1:99:clop", "expected dtype, percentile:LOW:HIGH"),
+        ("percentile:99:1", "expected numbers low < high"),
+        ("percentile:1:101:clip", "percentiles must satisfy 0 <= low < high <= 100"),
+        ("fixed:1:nan", "expected numbers low < high"),
+    ],
+)
+def test_parse_names_the_bad_value(text: str, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        parse(text)
+    assert f"--normalize {text!r}" in str(err.value) and message in str(err.value)
+    assert len(str(err.value).splitlines()) == 1

@@ -268,6 +268,29 @@ def test_bad_input_is_one_line_exit_2_and_no_checkpoint(data, tmp_path, capsys, 
         assert (out / "resume" / "state.pt").is_file()
 
 
+def test_normalize_flag_reaches_the_cache_block_and_the_checkpoint(data, tmp_path, capsys) -> None:
+    block, spec = tmp_path / "block-0.zarr", "percentile:2:98:clip"
+    files = [str(data["store"]), str(data["weights"])]
+    assert main(["augment", *files, "--out", str(block), "--block", "0", "--n", "4",
+                 "--tile", "60", "--depth", "2", "--normalize", spec]) == 0  # fmt: skip
+    expected = {"kind": "percentile", "low": 2.0, "high": 98.0, "clip": True}
+    attrs = zarr.open_group(str(block), mode="r").attrs
+    raw = np.asarray(zarr.open_group(str(data["store"]), mode="r")["raw"], dtype=np.float64)
+    assert attrs["normalization"] == expected
+    low, high = np.percentile(raw, [2, 98])  # of the store's whole raw (it is small)
+    assert attrs["scaling"] == {"low": low, "high": high, "clip": True}
+    flags = ["--iterations", "2", "--validate-every", "0", "--blocks", str(block)]
+    assert _train(data, tmp_path / "run", *flags, "--normalize", spec) == 0
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["normalization"] == expected
+    capsys.readouterr()
+    assert _train(data, tmp_path / "dtype", *flags) == 2  # the default, dtype: refused
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "normalised as {'kind': 'percentile'" in err, err
+    assert not (tmp_path / "dtype" / "last.pt").exists()
+    assert _train(data, tmp_path / "bad", *flags, "--normalize", "percentile:1") == 2
+    assert "--normalize 'percentile:1': expected dtype" in capsys.readouterr().err
+
+
 # --- presets and the workflow ------------------------------------------------------------
 
 

@@ -132,6 +132,33 @@ def test_bad_nested_config_override_gets_the_schema_error(
     assert message in out and "['augment']['blocks']" in out
 
 
+@pytest.mark.parametrize(
+    ("entries", "flag"),
+    [
+        (["dataset=Fluo-N2DL-HeLa"], "--normalize percentile:1:99.8:clip"),  # auto: ctc
+        ([], "--normalize dtype"),  # auto: synthetic
+        (["dataset=Fluo-N2DL-HeLa", "normalize={kind: dtype}"], "--normalize dtype"),
+        (
+            ["dataset=Fluo-N2DL-HeLa", "normalize={low: 0.5, clip: false}"],
+            "--normalize percentile:0.5:99.8",
+        ),
+        (
+            ["normalize={kind: fixed, low: 0, high: 255.5, clip: false}"],
+            "--normalize fixed:0:255.5",
+        ),
+    ],
+)
+def test_normalize_section_reaches_augment_and_train(tmp_path: Path, entries, flag) -> None:
+    args = ("--config", *entries) if entries else ()
+    plan = run_snakemake(tmp_path, "-n", "-p", *args)
+    out = plan.stdout + plan.stderr
+    assert plan.returncode == 0, out[-3000:]
+    commands = re.findall(r"unet (augment|train) .*", out)
+    lines = [line for line in out.splitlines() if re.search(r"unet (augment|train) ", line)]
+    assert sorted(set(commands)) == ["augment", "train"]
+    assert all(re.search(re.escape(flag) + r"( |$)", line) for line in lines), lines
+
+
 def _rule_defaults(repo: Path) -> dict[str, dict[str, int]]:
     """Each rule's own threads and mem_mb, from workflow/rules/*.smk."""
     rules = {}
@@ -252,6 +279,7 @@ def test_rerun_after_success_does_nothing(chain: Path) -> None:
         ("predict={dtype: uint8}", {"predict", "evaluate", "report"}),
         ("weights={w0: 5}", {"weights", "augment", "train", "predict", "evaluate", "report"}),
         ("train={lr: 0.001}", {"train", "predict", "evaluate", "report"}),
+        ("normalize={kind: percentile}", {"augment", "train", "predict", "evaluate", "report"}),
         ("synthetic={noise: 0.1}", STAGES - {"environment"}),
     ],
 )

@@ -68,6 +68,29 @@ def check(spec: dict[str, Any] | None, where: str = "normalization") -> dict[str
     return dict(spec)
 
 
+def parse(text: str) -> dict[str, Any]:
+    """The definition spelled ``dtype``, ``percentile:LOW:HIGH`` or ``fixed:LOW:HIGH``, each
+    optionally followed by ``:clip`` (e.g. ``percentile:1:99.8:clip``); InputError naming
+    ``text`` otherwise."""
+    parts = str(text).strip().split(":")
+    clip = len(parts) > 1 and parts[-1] == "clip"
+    parts = parts[:-1] if clip else parts
+    spec: dict[str, Any] = {"kind": parts[0]}
+    expected = "dtype, percentile:LOW:HIGH or fixed:LOW:HIGH, optionally followed by :clip"
+    if parts == ["dtype"]:
+        pass
+    elif parts[0] in ("fixed", "percentile") and len(parts) == 3:
+        try:
+            spec["low"], spec["high"] = float(parts[1]), float(parts[2])
+        except ValueError:
+            raise InputError(f"--normalize {text!r}: expected {expected}") from None
+    else:
+        raise InputError(f"--normalize {text!r}: expected {expected}")
+    if clip:
+        spec["clip"] = True
+    return check(spec, f"--normalize {text!r}")
+
+
 def dtype_range(dtype: np.dtype) -> tuple[float, float]:
     """(low, high) of the ``dtype`` scaling: the integer range, (0, 1) for bool and floats."""
     dtype = np.dtype(dtype)

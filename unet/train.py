@@ -39,11 +39,14 @@ OUTPUTS = {"best": "best.pt", "last": "last.pt", "csv": "validation.csv", "curve
 
 def run(store: str | Path, weights: str | Path, out: str | Path, model_config: dict[str, Any],
         source: train_data.Source, cfg: TrainConfig, log: Callable[[str], Any] = print,
-        curve: Callable[..., Any] | None = None) -> dict[str, Any]:  # fmt: skip
+        curve: Callable[..., Any] | None = None,
+        normalization: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Train (or resume training) into ``out`` (see the module docstring); returns a summary.
 
     ``curve(loss, rows, path, best=...)`` draws the training-curve PNG
-    (:func:`unet.figures.training_curve`; the command line passes it); None: no PNG."""
+    (:func:`unet.figures.training_curve`; the command line passes it); None: no PNG.
+    ``normalization``: the :mod:`unet.normalize` definition of the raw data (None: dtype);
+    cache blocks must have been written with the same one."""
     import numpy as np
 
     from unet.model import UNet
@@ -54,7 +57,7 @@ def run(store: str | Path, weights: str | Path, out: str | Path, model_config: d
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    data = load_training(store, weights)
+    data = load_training(store, weights, normalization)
     plan = train_data.plan(source, data, model_config)
     val = validate.load_val(store, weights) if cfg.validate_every else None
     torch.manual_seed(cfg.seed)

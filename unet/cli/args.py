@@ -51,3 +51,19 @@ def add_transform_args(group: argparse._ArgumentGroup) -> None:
             f"--{name}", action=argparse.BooleanOptionalAction, default=AUGMENT[name]
         )
     group.add_argument("--raw-mode", choices=RAW_MODES, default=AUGMENT["raw_mode"])
+
+
+def add_normalize_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--normalize SPEC`` (:func:`unet.normalize.parse`; default ``dtype``)."""
+    parser.add_argument(
+        "--normalize", default="dtype", metavar="SPEC",
+        help="intensity scaling of the raw data: dtype, percentile:LOW:HIGH or "
+        "fixed:LOW:HIGH, optionally followed by :clip (default %(default)s)",
+    )  # fmt: skip
+
+
+def normalization(args: argparse.Namespace) -> dict[str, Any]:
+    """The :mod:`unet.normalize` definition parsed from ``--normalize``."""
+    from unet.normalize import parse
+
+    return parse(args.normalize)

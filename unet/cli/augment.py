@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from unet.augment import AugmentConfig
-from unet.cli.args import add_model_args, add_transform_args, model_config
+from unet.cli.args import (
+    add_model_args,
+    add_normalize_arg,
+    add_transform_args,
+    model_config,
+    normalization,
+)
 from unet.defaults import AUGMENT
 from unet.errors import InputError
 
@@ -27,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
         flip=args.flip, shift=args.shift, brightness=args.brightness,
         contrast=args.contrast, gamma=args.gamma, raw_mode=args.raw_mode,
     )  # fmt: skip
-    data = load_training(args.store, args.weights)
+    data = load_training(args.store, args.weights, normalization(args))
     write_block(data, args.out, block=args.block, n=args.n, seed=args.seed,
                 tile_in=tile_in, tile_out=tile_out, config=config)  # fmt: skip
     if args.figure:
@@ -52,5 +58,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--figure", help="also write a PNG of one image under several augmentations")
     g = p.add_argument_group("augmentation (defaults: unet.defaults.AUGMENT)")
     add_transform_args(g)
+    add_normalize_arg(p)
     add_model_args(p)
     p.set_defaults(func=_run)

@@ -7,7 +7,13 @@ import dataclasses
 import json
 
 from unet.augment import AugmentConfig
-from unet.cli.args import add_model_args, add_transform_args, model_config
+from unet.cli.args import (
+    add_model_args,
+    add_normalize_arg,
+    add_transform_args,
+    model_config,
+    normalization,
+)
 from unet.defaults import AUGMENT
 from unet.trainer import AMPS, OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -29,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     cfg = TrainConfig(**{name: getattr(args, name) for name in names})
     summary = run(args.store, args.weights, args.out, model_config(args), source, cfg,
-                  curve=training_curve)  # fmt: skip
+                  curve=training_curve, normalization=normalization(args))  # fmt: skip
     best, last = summary["best"], summary["last"]
     print(f"trained {summary['iterations']} iterations in {summary['seconds']:.0f} s; "
           f"outputs in {args.out}")  # fmt: skip
@@ -81,6 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True,
                    help="folder: best.pt, last.pt, validation.csv, curve.png, resume/")  # fmt: skip
     p.add_argument("--blocks", nargs="*", help="augmentation cache blocks (else on the fly)")
+    add_normalize_arg(p)
     _add_training(p)
     _add_augment(p)
     add_model_args(p)

@@ -24,8 +24,10 @@ rule augment:
         n=config["augment"]["per_block"],
         seed=config["augment"]["seed"],
         augment=augment_args(),
+        normalize=lambda wildcards: normalize_arg(wildcards.dataset),
         model=model_args(keys=("depth", "padding", "dims")),
     shell:
         "unet augment {input.store} {input.weights} --out {output.block}"
         " --block {wildcards.block} --n {params.n} --seed {params.seed}"
-        " --threads {threads} {params.augment} {params.model} > {log} 2>&1"
+        " --threads {threads} {params.augment} {params.normalize} {params.model}"
+        " > {log} 2>&1"

@@ -161,6 +161,30 @@ def dataset_format(dataset):
     return entry.get("format") or named.get(dataset, "ctc")
 
 
+def normalize_arg(dataset):
+    """The normalize section as `unet augment/train --normalize SPEC`. auto: percentile
+    for CTC datasets, dtype otherwise; percentile's unset low / high: 1 / 99.8."""
+    cfg = config.get("normalize") or {}
+    kind = cfg.get("kind", "auto")
+    if kind == "auto":
+        kind = "percentile" if dataset_format(dataset) == "ctc" else "dtype"
+    if kind == "dtype":
+        return "--normalize dtype"
+    low, high = cfg.get("low"), cfg.get("high")
+    if kind == "percentile":
+        low, high = 1 if low is None else low, 99.8 if high is None else high
+    if low is None or high is None:
+        raise ValueError(f"normalize: {kind} needs low and high, got {low!r}, {high!r}")
+    clip = ":clip" if cfg.get("clip", True) else ""
+    return f"--normalize {kind}:{_number(low)}:{_number(high)}{clip}"
+
+
+def _number(value):
+    """`value` as the shortest exact text (1, 99.8, 33000)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def metrics_arg():
     """The evaluate section's metrics as `unet evaluate --metrics` values (auto: by format)."""
     metrics = config["evaluate"]["metrics"]

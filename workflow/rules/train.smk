@@ -60,10 +60,12 @@ rule train:
         train=TRAIN_ARGS,
         model=model_args(),
         stream=STREAM_ARGS,
+        normalize=lambda wildcards: normalize_arg(wildcards.dataset),
     shell:
         # passive OpenMP waiting: with the default spinning, a 2-core machine with one other
         # busy process ran the training step 1.5x (width 16, 572 tiles) to 80x (tiny
         # networks) slower than with it (measured)
         "OMP_WAIT_POLICY=PASSIVE unet train {input.store} {input.weights} --out {params.out}"
-        " --blocks {input.blocks} {params.train} {params.model} {params.stream}"
+        " --blocks {input.blocks} {params.normalize} {params.train} {params.model}"
+        " {params.stream}"
         " --threads {threads} >> {log} 2>&1"
