@@ -25,7 +25,7 @@ from pathlib import Path
 
 from unet import __version__
 from unet.errors import InputError
-from unet.io import write_text_atomic
+from unet.io import sha256_file, write_text_atomic
 
 CHUNK = 1 << 20
 LOCK_NAME = "sha256.lock.json"
@@ -50,15 +50,6 @@ class Source:
     @property
     def is_local(self) -> bool:
         return not re.match(r"^https?://", self.location)
-
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _bar(total: int | None, initial: int, desc: str, progress: bool):

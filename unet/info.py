@@ -13,7 +13,8 @@ from unet import __version__
 PACKAGES = ("snakemake", "torch", "zarr", "dask", "numpy", "scipy", "tifffile", "pandas")
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """The installed version of ``package``, or "not installed"."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -67,7 +68,7 @@ def collect(model_config: dict[str, Any] | None = None) -> dict[str, Any]:
         "unet": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "packages": {name: _version(name) for name in PACKAGES},
+        "packages": {name: package_version(name) for name in PACKAGES},
         **device_info(),
     }
     if model_config is not None:

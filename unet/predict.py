@@ -20,7 +20,6 @@ refused before TARGET is touched.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from typing import Any
 
 from unet import __version__, inference, ngff, normalize, shapes, tiler
 from unet.errors import InputError
+from unet.io import sha256_file
 
 DTYPES = ("float32", "float16", "uint8")
 AMPS = ("none", "bf16", "fp16")
@@ -57,15 +57,6 @@ class Options:
     overwrite: bool = False
     array: str | None = None
     progress: bool = True
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_model(checkpoint: Path) -> tuple[Any, dict[str, Any]]:
@@ -253,7 +244,7 @@ def run(checkpoint: str | Path, source: str | Path, target: str | Path, opts: Op
         _check_image(image, model.config, source, checkpoint)
         tiling, peak, budget = plan(model, image, opts, device)
         scaling = normalize.resolve(spec, image)
-        sha = sha256(checkpoint)
+        sha = sha256_file(checkpoint)
         params = _params(model, sha, source, image, tiling, scaling, opts)
         provenance = dict(
             checkpoint=str(checkpoint.resolve()), source_dtype=str(image.dtype),

@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
-import importlib.metadata
 import json
 import math
 import os
@@ -25,12 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from unet.errors import InputError
-
-
-def sha256(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _git(repo: Path, *args: str) -> str | None:
@@ -104,22 +96,15 @@ def hardware(environment: dict[str, Any] | None) -> list[tuple[str, str]]:
 def packages(environment: dict[str, Any] | None) -> list[tuple[str, str]]:
     """(package, version) rows: ``environment``'s, else this process's."""
     from unet import __version__
-    from unet.info import PACKAGES
+    from unet.info import PACKAGES, package_version
 
     if environment:
         found = dict(environment.get("packages", {}))
         head = [("unet", str(environment.get("unet"))), ("python", str(environment.get("python")))]
     else:
-        found = {name: _version(name) for name in PACKAGES}
+        found = {name: package_version(name) for name in PACKAGES}
         head = [("unet", __version__), ("python", sys.version.split()[0])]
     return head + sorted(found.items())
-
-
-def _version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def dataset_sources(source: Any) -> list[tuple[str, str, str]] | str:

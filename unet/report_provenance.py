@@ -14,7 +14,8 @@ from typing import Any
 
 from unet import paper
 from unet.document import Code, Note, Section, Table, Text
-from unet.provenance import dataset_sources, hardware, packages, sha256
+from unet.io import sha256_file
+from unet.provenance import dataset_sources, hardware, packages
 from unet.report_inputs import Inputs, slice_ranges
 from unet.report_metrics import number
 
@@ -144,6 +145,6 @@ def checkpoint(inputs: Inputs) -> list[Any]:
     text = f"Checkpoint {where}: sha256 {sha}"
     best = inputs.train_dir / "best.pt" if inputs.train_dir is not None else None
     if best is not None and best.is_file():
-        same = sha256(best) == sha
+        same = sha256_file(best) == sha
         text += f"; {'the same as' if same else 'NOT the same as'} {best}"
     return [Text(text + ".")]

@@ -43,7 +43,7 @@ from typing import Any
 
 from unet import ngff, predict
 from unet.errors import InputError
-from unet.io import write_text_atomic
+from unet.io import sha256_file, write_text_atomic
 from unet.readers import open_image
 
 SUMMARY = "summary.csv"
@@ -162,11 +162,11 @@ def identity(path: Path, hashed: bool = False) -> dict[str, Any]:
                mtime_ns=newest)  # fmt: skip
     if hashed:
         if path.is_file():
-            out["sha256"] = predict.sha256(path)
+            out["sha256"] = sha256_file(path)
         else:
             digest = hashlib.sha256()
             for file in files:
-                digest.update(f"{file.relative_to(path)}\0{predict.sha256(file)}\n".encode())
+                digest.update(f"{file.relative_to(path)}\0{sha256_file(file)}\n".encode())
             out["sha256"] = digest.hexdigest()
     return out
 
@@ -240,7 +240,7 @@ def run(
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"OUTDIR {outdir}: exists and is not a folder; expected a folder")
     predict.load_model(checkpoint)  # a bad checkpoint fails the run, not every row
-    params = parameters(predict.sha256(checkpoint), opts)
+    params = parameters(sha256_file(checkpoint), opts)
     inner = dataclasses.replace(opts, progress=False)
     (outdir / RECORDS).mkdir(parents=True, exist_ok=True)
     rows, total = [], len(table.entries)

@@ -110,7 +110,7 @@ def fetch_args(wildcards):
     ]
     if entry:
         flags.append(f"--entry {shlex.quote(json.dumps(entry))}")
-    if (entry or {}).get("format", wildcards.dataset) == "synthetic":
+    if dataset_format(wildcards.dataset) == "synthetic":
         syn = config["synthetic"]
         flags += [
             f"--{key.replace('_', '-')} {value}"
