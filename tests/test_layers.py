@@ -21,7 +21,7 @@ LAYERS = {
     },
     "stage": {
         "unet.datasets", "unet.fetch", "unet.cache", "unet.evaluate", "unet.info",
-        "unet.predict", "unet.inference", "unet.sheet",
+        "unet.predict", "unet.predict_parts", "unet.inference", "unet.sheet",
         "unet.train", "unet.trainer", "unet.train_data", "unet.train_state", "unet.validate",
         "unet.provenance", "unet.report_inputs", "unet.report_metrics", "unet.report_provenance",
     },

@@ -570,3 +570,17 @@ def test_an_evaluation_on_training_slices_says_so(run, tmp_path) -> None:
     assert (
         "| this run | synthetic: all 8 slices 0-7, 6 of them training slices | not computed |" in md
     )
+
+
+def test_run_table_of_a_scattered_prediction_names_its_jobs() -> None:
+    from unet.report_provenance import run_table
+
+    run = {"seconds": 6.0, "mpx_per_s": 0.5, "chunks": 90, "computed": 90, "device": "cuda",
+           "peak_rss_bytes": 2**30, "peak_gpu_bytes": None, "parts": 3}  # fmt: skip
+    attrs = {"predict": {"tile": [16, 16], "tta": False}, "run": run}
+    table = run_table(attrs, "prediction p.zarr")[1]
+    rows = dict(map(tuple, table.rows))
+    assert rows["jobs (predict.parts)"] == "3, seconds summed"
+    assert rows["chunks computed"] == "90 of 90" and rows["peak memory (RSS)"] == "1.00 GiB"
+    assert "jobs (predict.parts)" not in dict(map(tuple, run_table(
+        {"predict": {}, "run": {**run, "parts": None}}, "p")[1].rows))  # fmt: skip

@@ -234,12 +234,22 @@ def run_groups(job: Job, groups: np.ndarray) -> int:
     return written
 
 
-def todo(job: Job) -> tuple[np.ndarray, int]:
-    """(batches with at least one chunk without a completion record, chunks without one)."""
+def chunks_of(job: Job, groups: np.ndarray) -> list[int]:
+    """The tiles (chunk indices) of the batches ``groups``."""
+    last = len(job.tiling)
+    return [
+        i for g in groups.tolist() for i in range(g * job.batch, min((g + 1) * job.batch, last))
+    ]
+
+
+def todo(job: Job, within: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """(batches with at least one chunk without a completion record, chunks without one),
+    among the batches ``within`` (default: all)."""
     records = job.records
     done = {p.name for p in os.scandir(records)} if records.is_dir() else set()
     tiling = job.tiling
-    missing = [i for i in range(len(tiling)) if tiler.chunk_key(tiling.index(i)) not in done]
+    chunks = range(len(tiling)) if within is None else chunks_of(job, within)
+    missing = [i for i in chunks if tiler.chunk_key(tiling.index(i)) not in done]
     return np.unique(np.asarray(missing, dtype=np.int64) // job.batch), len(missing)
 
 

@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,32 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         if final.is_dir() and not final.is_symlink():
             _remove(final)
         os.replace(tmp, final)
+    finally:
+        _remove(tmp)
+
+
+def create_exclusive(path: str | os.PathLike[str], build: Callable[[Path], Any]) -> bool:
+    """Create ``path`` whole with ``build(tmp)`` unless it exists; True if this call created it.
+
+    Race-free between processes and hosts that share the folder: ``build`` writes a private
+    temporary sibling, which is renamed onto ``path`` without replacing anything; when
+    another writer got there first, the sibling is removed and ``path`` is left alone.
+    """
+    final = Path(path)
+    if final.exists():
+        return False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.partial-{_marker()}")
+    _remove(tmp)
+    try:
+        build(tmp)
+        try:
+            os.rename(tmp, final)  # fails on an existing non-empty folder or on a file
+        except OSError:
+            if final.exists():
+                return False
+            raise
+        return True
     finally:
         _remove(tmp)
 

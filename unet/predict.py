@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from unet import __version__, inference, ngff, normalize, shapes, tiler
+from unet import predict_parts as parts
 from unet.errors import InputError
-from unet.io import sha256_file
+from unet.io import create_exclusive, sha256_file
 
 DTYPES = ("float32", "float16", "uint8")
 AMPS = ("none", "bf16", "fp16")
@@ -57,6 +57,8 @@ class Options:
     overwrite: bool = False
     array: str | None = None
     progress: bool = True
+    part: tuple[int, int] | None = None  # compute part K of N into the staging store
+    gather: bool = False  # check the parts' store, finish it and rename it onto TARGET
 
 
 def load_model(checkpoint: Path) -> tuple[Any, dict[str, Any]]:
@@ -161,8 +163,29 @@ def _params(model, sha, source, image, tiling, scaling, opts) -> dict[str, Any]:
 
 def _open_target(target: Path, params: dict[str, Any], tiling: tiler.Tiling, axes: str,
                  opts: Options, provenance: dict[str, Any]) -> bool:  # fmt: skip
-    """Create TARGET, or check that it was started with ``params``; True if it is complete."""
-    if target.is_dir() and any(target.iterdir()) and not opts.overwrite:
+    """Create TARGET, or check that it was started with ``params``; True if it is complete.
+
+    A part creates the shared staging store only if no other part did (and never replaces
+    it); ``--gather`` creates nothing."""
+    attrs = {"predict": params, "provenance": provenance}
+    if opts.part is not None and not target.exists():
+
+        def build(tmp: Path) -> None:
+            ngff.create_image(tmp, tiling.shape, tiling.tile, opts.dtype, axes, attrs)
+            (tmp / "0" / inference.RECORDS).mkdir()
+
+        if create_exclusive(target, build):
+            return False
+    if opts.gather and not (target / "zarr.json").is_file():
+        raise InputError(
+            f"--gather: {target} does not exist; expected the store that `unet predict "
+            "--part K/N` runs fill (run the parts first)"
+        )
+    if (
+        target.is_dir()
+        and any(target.iterdir())
+        and (not opts.overwrite or opts.part or opts.gather)
+    ):
         attrs = _attrs(target)
         if "predict" not in attrs:
             raise InputError(
@@ -172,16 +195,17 @@ def _open_target(target: Path, params: dict[str, Any], tiling: tiler.Tiling, axe
         old = attrs["predict"]
         keys = sorted(k for k in {*params, *old} if params.get(k) != old.get(k))
         if keys:
+            again = "pass --overwrite to replace it" if opts.part is None and not opts.gather \
+                else f"delete {target.parent} to start the parts over"  # fmt: skip
             raise InputError(
-                f"TARGET {target}: written with other parameters ({', '.join(keys)}); "
-                "pass --overwrite to replace it"
+                f"TARGET {target}: written with other parameters ({', '.join(keys)}); {again}"
             )
         if attrs.get("complete"):
             return True
-        for partial in target.rglob("*.partial"):  # zarr's temporary files of a killed run
-            partial.unlink(missing_ok=True)
+        if opts.part is None:  # other parts may be writing theirs
+            for partial in target.rglob("*.partial"):  # zarr's temporary files of a killed run
+                partial.unlink(missing_ok=True)
     else:
-        attrs = {"predict": params, "provenance": provenance}
         ngff.create_image(target, tiling.shape, tiling.tile, opts.dtype, axes, attrs,
                           overwrite=True)  # fmt: skip
     (target / "0" / inference.RECORDS).mkdir(exist_ok=True)
@@ -193,21 +217,6 @@ def _attrs(target: Path) -> dict[str, Any]:
         return ngff.read_attrs(target)
     except Exception:
         return {}
-
-
-def _finish(target: Path, job: inference.Job, levels: int) -> None:
-    """Check that every chunk is written, then build the pyramid levels."""
-    left, _ = inference.todo(job)
-    if len(left):
-        raise RuntimeError(f"{target}: {len(left)} batches of chunks were not written")
-    ngff.add_levels(target, levels)
-
-
-def _complete(target: Path, job: inference.Job, record: dict[str, Any]) -> None:
-    """The complete flag and the run's record in one attribute write, then away with the
-    completion records."""
-    ngff.update_attrs(target, {"run": record, "complete": True})
-    shutil.rmtree(job.records, ignore_errors=True)
 
 
 def peak_memory(device: str) -> dict[str, int | None]:
@@ -234,9 +243,10 @@ def run(checkpoint: str | Path, source: str | Path, target: str | Path, opts: Op
     docstring); returns a summary (tile, chunks, computed, seconds, Mpx/s)."""
     from unet.readers import open_image
 
-    checkpoint, source, target = Path(checkpoint), Path(source), Path(target)
+    checkpoint, source, final = Path(checkpoint), Path(source), Path(target)
     _check_options(opts)
-    _check_paths(source, target)
+    _check_paths(source, final)
+    target = parts.store(final) if opts.part or opts.gather else final
     model, spec = load_model(checkpoint)
     remote = "://" in opts.scheduler  # the workers' devices are theirs to resolve
     device = opts.device if remote else inference.resolve_device(opts.device)
@@ -251,25 +261,35 @@ def run(checkpoint: str | Path, source: str | Path, target: str | Path, opts: Op
             halo=shapes.halo(model.config["depth"]), normalization_spec=spec,
         )  # fmt: skip
         axes = image.axes
+    if opts.gather and parts.is_done(final, params):
+        log(f"unet predict: {final} is complete; nothing to gather")
+        return dict(tile=tiling.tile, chunks=len(tiling), computed=0, seconds=0.0, mpx_per_s=0.0)
     complete = _open_target(target, params, tiling, axes, opts, provenance)
     job = inference.Job(
         str(checkpoint), sha, str(source), opts.array, str(target), tiling, scaling, opts.tta,
         opts.dtype, device, opts.amp, opts.batch, opts.threads,
     )  # fmt: skip
-    groups, count = inference.todo(job) if not complete else ([], 0)
-    log(_describe(model.config, tiling, peak, budget, device, opts, count))
+    within = parts.groups_of(opts.part, job.groups) if opts.part else None
+    groups, count = inference.todo(job, within) if not complete else ([], 0)
+    if opts.gather:
+        return parts.gather(final, job, opts.levels, opts.overwrite, count, log)
+    scope = len(tiling) if within is None else len(inference.chunks_of(job, within))
+    log(_describe(model.config, tiling, peak, budget, device, opts, count, scope))
     start = time.perf_counter()
     if count:
         inference.compute(job, groups, opts.scheduler, count, opts.progress)
-    if not complete:
-        _finish(target, job, opts.levels)
+    if not complete and opts.part is None:
+        parts.finish(target, job, opts.levels)
     seconds = time.perf_counter() - start
     pixels = math.prod(tiling.shape) * count / len(tiling)
     summary = dict(tile=tiling.tile, chunks=len(tiling), computed=count, seconds=seconds,
                    mpx_per_s=pixels / 1e6 / seconds if count and seconds > 0 else 0.0)  # fmt: skip
-    if not complete:
-        record = {key: summary[key] for key in ("seconds", "mpx_per_s", "chunks", "computed")}
-        _complete(target, job, {**record, "device": device, **peak_memory(device)})
+    record = {key: summary[key] for key in ("seconds", "mpx_per_s", "chunks", "computed")}
+    record.update(device=device, **peak_memory(device))
+    if opts.part is not None:
+        parts.write_record(final, opts.part, record)
+    elif not complete:
+        parts.complete(target, job, record)
     return summary
 
 
@@ -283,20 +303,26 @@ def _check_options(opts: Options) -> None:
             f"--batch {opts.batch}, --levels {opts.levels}, --threads {opts.threads}: "
             "expected batch >= 1, levels >= 0, threads >= 0"
         )
+    if opts.part is not None and (opts.gather or opts.tile is None):
+        raise InputError(
+            f"--part {opts.part[0]}/{opts.part[1]}: expected --tile (every part must cut the "
+            "same tiles) and no --gather"
+        )
     if opts.memory_limit is not None and opts.memory_limit <= 0:
         raise InputError(f"--memory-limit {opts.memory_limit}: expected a positive size")
     inference.check_scheduler(opts.scheduler)
 
 
-def _describe(config, tiling, peak, budget, device, opts, count) -> str:
+def _describe(config, tiling, peak, budget, device, opts, count, scope) -> str:
     """The plan printed before work starts."""
     g, gib = tiling.geometry, 2**30
+    part = f", part {opts.part[0]}/{opts.part[1]} has {scope}" if opts.part else ""
     return (
         f"unet predict: image {_x(tiling.shape)}, {config['dims']}-D model (depth "
         f"{config['depth']}, {config['padding']} padding, width {config['base_channels']}) "
         f"on {device}\n  tile {_x(tiling.tile)}, window {_x(tiling.window(0).shape)} "
         f"(halo {shapes.halo(g.depth)}, margins {g.before} before, {g.after}+ after), "
-        f"{len(tiling)} chunks: {len(tiling) - count} done, {count} to compute\n"
+        f"{len(tiling)} chunks{part}: {scope - count} done, {count} to compute\n"
         f"  expected peak memory of tensors and buffers {peak / gib:.2f} GiB (budget "
         f"{budget / gib:.2f} GiB), "
         f"batch {opts.batch}, TTA {'8x' if opts.tta else 'off'}, dtype {opts.dtype}, "

@@ -51,6 +51,8 @@ def run_table(attrs: dict[str, Any], what: str) -> list[Any]:
         ["peak memory (RSS)", _bytes(run.get("peak_rss_bytes"))],
         ["peak GPU memory", _bytes(run.get("peak_gpu_bytes"))],
     ]
+    if run.get("parts"):  # scattered: seconds summed over the jobs, peaks the largest job's
+        rows.insert(1, ["jobs (predict.parts)", f"{run['parts']}, seconds summed"])
     return [Text(setup), Table(["", "value"], rows, caption=f"{what}: the run that completed it")]
 
 

@@ -27,6 +27,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         overwrite=args.overwrite,
         array=args.array,
         progress=not args.quiet,
+        part=getattr(args, "part", None),
+        gather=getattr(args, "gather", False),
     )
 
 
@@ -34,11 +36,26 @@ def _run(args: argparse.Namespace) -> int:
     from unet.predict import run
 
     summary = run(args.checkpoint, args.source, args.target, options_from_args(args))
+    if args.gather:
+        return 0
+    where = f"part {args.part[0]}/{args.part[1]} of " if args.part else ""
     print(
-        f"{args.target}: {summary['computed']} of {summary['chunks']} chunks computed in "
+        f"{where}{args.target}: {summary['computed']} of {summary['chunks']} chunks computed in "
         f"{summary['seconds']:.1f} s ({summary['mpx_per_s']:.3f} Mpx/s)"
     )
     return 0
+
+
+def _part(text: str) -> tuple[int, int]:
+    from unet.errors import InputError
+    from unet.predict_parts import parse
+
+    try:
+        return parse(text)
+    except InputError:
+        raise argparse.ArgumentTypeError(
+            f"expected K/N with 1 <= K <= N, such as 2/3, got {text!r}"
+        ) from None
 
 
 def _bytes(text: str) -> int:
@@ -122,4 +139,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="TIFF/BigTIFF, zarr array or group, OME-Zarr, dataset store")
     p.add_argument("target", help="OME-Zarr to write (resumed if it was started alike)")
     add_predict_options(p)
+    scatter = p.add_mutually_exclusive_group()
+    scatter.add_argument(
+        "--part",
+        type=_part,
+        metavar="K/N",
+        help="compute only part K of N (contiguous ranges of the chunks; needs --tile) into "
+        "the staging store TARGET.parts/store.zarr, shared by the N parts, and record it in "
+        "TARGET.parts/K-of-N.json; several jobs (or hosts) run the parts at once",
+    )
+    scatter.add_argument(
+        "--gather",
+        action="store_true",
+        help="after the parts: check that every chunk is written, build the pyramid levels "
+        "and rename the staging store onto TARGET (computes nothing)",
+    )
     p.set_defaults(func=_run)

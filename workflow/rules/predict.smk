@@ -22,26 +22,93 @@ PREDICT_PARAMS = dict(
 )
 
 
-rule predict:
-    input:
-        checkpoint=lambda wildcards: trained_checkpoint(wildcards.dataset),
-        source=f"{RESULTS}/data/{{dataset}}.zarr",
-    output:
-        directory(f"{RESULTS}/predict/{{dataset}}.zarr"),
-    log:
-        f"{LOGS}/predict/{{dataset}}.log",
-    benchmark:
-        benchmark_file("predict")
-    conda:
-        "../../envs/unet-gpu.yaml"
-    threads: 4
-    resources:
-        gpu=1,
-        mem_mb=16000,
-    params:
-        **PREDICT_PARAMS,
-    shell:
-        PREDICT_SHELL
+PARTS = PREDICT["parts"]
+
+
+if PARTS == 1:
+
+    rule predict:
+        input:
+            checkpoint=lambda wildcards: trained_checkpoint(wildcards.dataset),
+            source=f"{RESULTS}/data/{{dataset}}.zarr",
+        output:
+            directory(f"{RESULTS}/predict/{{dataset}}.zarr"),
+        log:
+            f"{LOGS}/predict/{{dataset}}.log",
+        benchmark:
+            benchmark_file("predict")
+        conda:
+            "../../envs/unet-gpu.yaml"
+        threads: 4
+        resources:
+            gpu=1,
+            mem_mb=16000,
+        params:
+            **PREDICT_PARAMS,
+        shell:
+            PREDICT_SHELL
+
+    # isbi2012-test.zarr matches {dataset}.zarr too: the test volume is one job
+    ruleorder: predict_test > predict
+
+else:
+    # Scattered: config predict.parts GPU jobs, each a contiguous range of the chunks,
+    # fill one staging store {dataset}.zarr.parts/store.zarr (a killed part resumes its
+    # range); then rule predict_gather, a CPU job, checks that every chunk is written, writes the
+    # pyramid and renames the store onto {dataset}.zarr (see unet/predict_parts.py).
+
+    rule predict_part:
+        input:
+            checkpoint=lambda wildcards: trained_checkpoint(wildcards.dataset),
+            source=f"{RESULTS}/data/{{dataset}}.zarr",
+        output:
+            record=temp(
+                f"{RESULTS}/predict/{{dataset}}.zarr.parts/{{part}}-of-{PARTS}.json"
+            ),
+        log:
+            f"{LOGS}/predict/{{dataset}}.part-{{part}}-of-{PARTS}.log",
+        benchmark:
+            benchmark_file("predict_part", f"{{dataset}}-{{part}}-of-{PARTS}")
+        wildcard_constraints:
+            part=r"\d+",
+        conda:
+            "../../envs/unet-gpu.yaml"
+        threads: 4
+        resources:
+            gpu=1,
+            mem_mb=16000,
+        params:
+            **PREDICT_PARAMS,
+            target=lambda wildcards: f"{RESULTS}/predict/{wildcards.dataset}.zarr",
+            part=lambda wildcards: f"--part {wildcards.part}/{PARTS}",
+        shell:
+            PREDICT_SHELL.replace("{output}", "{params.target} {params.part}")
+
+    rule predict_gather:
+        input:
+            checkpoint=lambda wildcards: trained_checkpoint(wildcards.dataset),
+            source=f"{RESULTS}/data/{{dataset}}.zarr",
+            parts=expand(
+                f"{RESULTS}/predict/{{{{dataset}}}}.zarr.parts/{{part}}-of-{PARTS}.json",
+                part=range(1, PARTS + 1),
+            ),
+        output:
+            directory(f"{RESULTS}/predict/{{dataset}}.zarr"),
+        log:
+            f"{LOGS}/predict/{{dataset}}.log",
+        benchmark:
+            benchmark_file("predict")
+        conda:
+            "../../envs/unet.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+        params:
+            **PREDICT_PARAMS,
+        shell:
+            PREDICT_SHELL.replace("{output}", "{output} --gather")
+
+    ruleorder: predict_test > predict_gather
 
 
 rule predict_test:
@@ -66,6 +133,3 @@ rule predict_test:
         **PREDICT_PARAMS,
     shell:
         PREDICT_SHELL
-
-
-ruleorder: predict_test > predict
