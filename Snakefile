@@ -32,6 +32,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/archive.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/export.smk"
 
 
 # The whole chain for config `dataset`: fetch, weights, augment, train, predict, evaluate
@@ -40,3 +41,8 @@ rule all:
     default_target: True
     input:
         report=f"{RESULTS}/{config['dataset']}/report/index.html",
+        export=(
+            f"{RESULTS}/export/{config['dataset']}.bioimageio.zip"
+            if config["export"]["enabled"]
+            else []
+        ),

@@ -24,6 +24,8 @@ LAYERS = {
         "unet.predict", "unet.predict_parts", "unet.inference", "unet.sheet",
         "unet.train", "unet.trainer", "unet.train_data", "unet.train_state", "unet.validate",
         "unet.provenance", "unet.report_inputs", "unet.report_metrics", "unet.report_provenance",
+        "unet.export", "unet.export_arch", "unet.export_descr", "unet.export_docs",
+        "unet.export_load",
     },
     "figures": {"unet.figures", "unet.report"},
     "cli": {"unet.__main__"},  # and unet.cli, unet.cli.*

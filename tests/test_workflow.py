@@ -272,6 +272,16 @@ def test_rerun_after_success_does_nothing(chain: Path) -> None:
     assert _plan(chain) == set()
 
 
+def test_export_joins_the_default_target_when_enabled(chain: Path) -> None:
+    assert _plan(chain, "export={enabled: true}") == {"export", "report"}  # it shows the config
+    entry = "export={enabled: true, authors: [A B], license: CC-BY-4.0, tags: [em]}"
+    plan = run_snakemake(chain, "-n", "-p", "--config", entry, configfiles=(chain / "tiny.yaml",))
+    assert "--author 'A B' --license CC-BY-4.0 --tag em" in plan.stdout
+    assert (
+        "--sample results/data/synthetic.zarr --metrics results/eval/synthetic.json" in plan.stdout
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "reruns"),
     [

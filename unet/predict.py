@@ -32,6 +32,7 @@ from typing import Any
 from unet import __version__, inference, ngff, normalize, shapes, tiler
 from unet import predict_parts as parts
 from unet.errors import InputError
+from unet.export_load import is_package, load_package, package_sha256
 from unet.io import create_exclusive, sha256_file
 
 DTYPES = ("float32", "float16", "uint8")
@@ -62,11 +63,14 @@ class Options:
 
 
 def load_model(checkpoint: Path) -> tuple[Any, dict[str, Any]]:
-    """(model in eval mode, normalisation definition) of a checkpoint, checked for tiling."""
+    """(model in eval mode, normalisation definition) of a checkpoint, or of a bioimage.io
+    package that ``unet export`` wrote (zip or folder), checked for tiling."""
     import torch
 
     from unet.model import load_checkpoint
 
+    if is_package(checkpoint):
+        return load_package(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint}: no such checkpoint file")
     model = load_checkpoint(checkpoint).eval()
@@ -254,7 +258,7 @@ def run(checkpoint: str | Path, source: str | Path, target: str | Path, opts: Op
         _check_image(image, model.config, source, checkpoint)
         tiling, peak, budget = plan(model, image, opts, device)
         scaling = normalize.resolve(spec, image)
-        sha = sha256_file(checkpoint)
+        sha = package_sha256(checkpoint) if is_package(checkpoint) else sha256_file(checkpoint)
         params = _params(model, sha, source, image, tiling, scaling, opts)
         provenance = dict(
             checkpoint=str(checkpoint.resolve()), source_dtype=str(image.dtype),

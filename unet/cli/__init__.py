@@ -36,6 +36,7 @@ STAGES: tuple[str, ...] = (
     "unet.cli.predict_archive",
     "unet.cli.evaluate",
     "unet.cli.report",
+    "unet.cli.export",
 )
 
 

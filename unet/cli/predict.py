@@ -135,7 +135,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="overlap-tile prediction of a 2-D image or (Z, Y, X) stack -> OME-Zarr",
         description=__doc__,
     )
-    p.add_argument("checkpoint", help="model checkpoint (unet.model.save_checkpoint)")
+    p.add_argument(
+        "checkpoint",
+        help="model checkpoint (unet.model.save_checkpoint), or a bioimage.io package that "
+        "unet export wrote (zip or folder)",
+    )
     p.add_argument("source", help="TIFF/BigTIFF, zarr array or group, OME-Zarr, dataset store")
     p.add_argument("target", help="OME-Zarr to write (resumed if it was started alike)")
     add_predict_options(p)

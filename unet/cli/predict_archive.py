@@ -42,7 +42,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("checkpoint", help="model checkpoint (unet.model.save_checkpoint)")
+    p.add_argument(
+        "checkpoint",
+        help="model checkpoint (unet.model.save_checkpoint), or a bioimage.io package that "
+        "unet export wrote (zip or folder)",
+    )
     p.add_argument("sheet", help="sample sheet: TSV with columns id, path (and any others)")
     p.add_argument("outdir", help="folder of the outputs, their records and summary.csv")
     add_predict_options(p)
