@@ -18,6 +18,7 @@ LAYERS = {
         "unet.registry", "unet.download", "unet.readers", "unet.splits",
         "unet.ignore", "unet.lazytiff", "unet.ngff",
         "unet.tiler", "unet.normalize", "unet.split_merge", "unet.paper", "unet.document",
+        "unet.memory",
     },
     "stage": {
         "unet.datasets", "unet.fetch", "unet.cache", "unet.evaluate", "unet.info",

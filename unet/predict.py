@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unet import __version__, inference, ngff, normalize, shapes, tiler
+from unet import __version__, inference, memory, ngff, normalize, shapes, tiler
 from unet import predict_parts as parts
 from unet.errors import InputError
 from unet.export_load import is_package, load_package, package_sha256
@@ -37,8 +36,6 @@ from unet.io import create_exclusive, sha256_file
 
 DTYPES = ("float32", "float16", "uint8")
 AMPS = ("none", "bf16", "fp16")
-CPU_FRACTION = 0.5  # of the available memory: the default budget on a CPU
-GPU_FRACTION = 0.8  # of the free GPU memory
 
 
 @dataclass
@@ -111,28 +108,12 @@ def _check_image(image: Any, config: dict[str, Any], source: Path, checkpoint: P
         )
 
 
-def default_budget(device: str) -> int:
-    """Memory for the tiles: a fraction of the free GPU memory, or of the available RAM."""
-    if device.startswith("cuda"):
-        import torch
-
-        return int(GPU_FRACTION * torch.cuda.mem_get_info(torch.device(device))[0])
-    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(CPU_FRACTION * available)
-
-
 def plan(model: Any, image: Any, opts: Options, device: str) -> tuple[tiler.Tiling, int, int]:
     """(tiling, expected peak bytes, budget) for ``image``: the tile is ``opts.tile``
     rounded, or the largest that fits the memory budget (InputError if none does)."""
     config = model.config
     geometry = tiler.Geometry.of(config["depth"], config["padding"])
-    budget = opts.memory_limit or default_budget(device if device != "auto" else "cpu")
+    budget = opts.memory_limit or memory.default_budget(device if device != "auto" else "cpu")
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     sizes = (opts.batch, 8 if opts.tta else 1, inference.workers(device))
     if opts.tile is not None:
@@ -223,24 +204,6 @@ def _attrs(target: Path) -> dict[str, Any]:
         return {}
 
 
-def peak_memory(device: str) -> dict[str, int | None]:
-    """Peak resident memory of this process (bytes; the workers of a ``local:N`` or remote
-    scheduler are not counted) and peak GPU memory allocated by torch on a CUDA ``device``
-    (None elsewhere, or when this process never used CUDA)."""
-    import resource
-    import sys
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    gpu = None
-    if device.startswith("cuda"):
-        import torch
-
-        if torch.cuda.is_initialized():
-            gpu = int(torch.cuda.max_memory_allocated(torch.device(device)))
-    return {"peak_rss_bytes": int(rss if sys.platform == "darwin" else rss * 1024),
-            "peak_gpu_bytes": gpu}  # fmt: skip
-
-
 def run(checkpoint: str | Path, source: str | Path, target: str | Path, opts: Options,
         log: Callable[[str], Any] = print) -> dict[str, Any]:  # fmt: skip
     """Predict ``source`` with ``checkpoint`` into the OME-Zarr ``target`` (see the module
@@ -289,7 +252,7 @@ def run(checkpoint: str | Path, source: str | Path, target: str | Path, opts: Op
     summary = dict(tile=tiling.tile, chunks=len(tiling), computed=count, seconds=seconds,
                    mpx_per_s=pixels / 1e6 / seconds if count and seconds > 0 else 0.0)  # fmt: skip
     record = {key: summary[key] for key in ("seconds", "mpx_per_s", "chunks", "computed")}
-    record.update(device=device, **peak_memory(device))
+    record.update(device=device, **memory.peak_memory(device))
     if opts.part is not None:
         parts.write_record(final, opts.part, record)
     elif not complete:
