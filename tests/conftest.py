@@ -11,6 +11,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+# The smallest synthetic dataset (4 slices of 64 px: 3 train, 1 validates) and network (width
+# 2, depth 2) that the stages take, 4 training steps: the real chain in seconds.
+TINY = """\
+synthetic: {slices: 4, size: 64, cell_diameter: 12.0}
+model: {base_channels: 2, depth: 2}
+augment: {blocks: 1, per_block: 2, tile: 48}
+train: {iterations: 4, warmup: 0, validate_every: 2, checkpoint_every: 0, val_tile: 32}
+predict: {tile: 32}
+"""
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     """The repository root."""
@@ -72,3 +83,20 @@ def foreign_package(folder: Path) -> Path:
         zf.writestr("rdf.yaml", yaml.safe_dump(rdf))
         zf.writestr("weights.pt", b"")
     return path
+
+
+def sigkill_when(cmd: list[str], records: Path, count: int, timeout: float = 120) -> int:
+    """Run ``cmd``, SIGKILL it once the folder ``records`` holds ``count`` files (failing if
+    it exits or ``timeout`` s pass first); the number of files it holds after the kill."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(cmd)
+    deadline = time.monotonic() + timeout
+    while not (records.is_dir() and len(os.listdir(records)) >= count):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return len(os.listdir(records))

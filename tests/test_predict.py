@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ import pytest
 import tifffile
 import torch
 import zarr
+from conftest import sigkill_when
 
 from unet import ngff, shapes
 from unet.cli import main
@@ -339,17 +338,10 @@ def test_sigkilled_run_resumes_byte_identical(setup) -> None:
     whole, resumed = setup["dir"] / "whole.zarr", setup["dir"] / "resumed.zarr"
     assert main(["predict", *args[:2], str(whole), *args[2:]]) == 0
     records = resumed / "0" / RECORDS
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED, *args[:2], str(resumed), *args[2:]])
-    deadline = time.monotonic() + 120
-    while not (records.is_dir() and len(os.listdir(records)) >= 50):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(os.listdir(records))
+    cmd = [sys.executable, "-c", _KILLED, *args[:2], str(resumed), *args[2:]]
+    done = sigkill_when(cmd, records, 50)
     assert 50 <= done < 1024 and not ngff.is_complete(resumed)
-    out = subprocess.run([sys.executable, "-c", _KILLED, *args[:2], str(resumed), *args[2:]],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert f"{done} done, {1024 - done} to compute" in out
     assert _data(resumed) == _data(whole)  # the chunks byte for byte; the timings differ
     runs = [ngff.read_attrs(store)["run"] for store in (whole, resumed)]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import pytest
 import tifffile
 import torch
 import zarr
-from conftest import run_snakemake
+from conftest import run_snakemake, sigkill_when
 
 from unet import predict_parts as parts
 from unet.cli import main
@@ -140,14 +138,7 @@ def test_a_killed_part_resumes_its_own_range(setup) -> None:
     records = parts.store(target) / "0" / RECORDS
     cmd = [sys.executable, "-c", _KILLED, *_args(setup, target, "--part", "2/3",
            "--scheduler", "sync")]  # fmt: skip
-    proc = subprocess.Popen(cmd)
-    deadline = time.monotonic() + 120
-    while not (records.is_dir() and len(os.listdir(records)) >= 5):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(os.listdir(records))
+    done = sigkill_when(cmd, records, 5)
     assert 5 <= done < 30 and not parts.record_path(target, (2, 3)).exists()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert f"part 2/3 has 30: {done} done, {30 - done} to compute" in out

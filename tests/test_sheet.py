@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 import tifffile
 import torch
 import zarr
+from conftest import sigkill_when
 
 from unet import ngff, predict
 from unet.cli import main
@@ -209,14 +209,7 @@ def test_sigkilled_image_resumes_its_chunks(archive) -> None:
     args = [str(archive["ckpt"]), str(sheet), str(archive["out"]), "--tile", "8", "--quiet",
             "--threads", "1"]  # fmt: skip
     records = archive["out"] / "big.ome.zarr" / "0" / RECORDS
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED, *args])
-    deadline = time.monotonic() + 120
-    while not (records.is_dir() and len(os.listdir(records)) >= 50):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(os.listdir(records))
+    done = sigkill_when([sys.executable, "-c", _KILLED, *args], records, 50)
     assert (
         subprocess.run([sys.executable, "-c", _KILLED, *args], capture_output=True).returncode == 0
     )

@@ -25,20 +25,12 @@ import pytest
 import torch
 import yaml
 import zarr
-from conftest import REPO, run_snakemake
+from conftest import REPO, TINY, run_snakemake
 
 ACCOUNT = "unetci"
 ENV = {"UNET_SLURM_ACCOUNT": ACCOUNT, "UNET_SLURM_PARTITION": "cpu",
        "UNET_SLURM_GPU_PARTITION": "gpu"}  # fmt: skip
 GPU_RULES = {"train", "predict", "predict_part", "predict_test", "predict_archive"}
-# The smallest chain (as in test_workflow.py): 4 slices of 64 px, a width-2 depth-2 network.
-TINY = """\
-synthetic: {slices: 4, size: 64, cell_diameter: 12.0}
-model: {base_channels: 2, depth: 2}
-augment: {blocks: 1, per_block: 2, tile: 48}
-train: {iterations: 4, warmup: 0, validate_every: 2, checkpoint_every: 0, val_tile: 32}
-predict: {tile: 32}
-"""
 SACCT = ["JobID", "Comment", "Partition", "Account", "AllocTRES", "State", "WorkDir"]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 import zarr
-from conftest import run_snakemake
+from conftest import TINY, run_snakemake
 
 from unet import ngff
 from unet.cli import main
@@ -200,15 +200,6 @@ def test_rules_carry_threads_and_resources_the_profile_only_the_machine(
 
 # --- the whole chain on a tiny configuration ------------------------------------------------
 
-# The smallest synthetic dataset (4 slices of 64 px: 3 train, 1 validates) and network (width
-# 2, depth 2) that the stages take, 4 training steps: the real chain in seconds.
-TINY = """\
-synthetic: {slices: 4, size: 64, cell_diameter: 12.0}
-model: {base_channels: 2, depth: 2}
-augment: {blocks: 1, per_block: 2, tile: 48}
-train: {iterations: 4, warmup: 0, validate_every: 2, checkpoint_every: 0, val_tile: 32}
-predict: {tile: 32}
-"""
 STAGES = {"environment", "fetch", "weights", "augment", "train", "predict", "evaluate", "report"}
 
 

@@ -104,20 +104,8 @@ class UNetForeground(UNet):
     pooling grid starts where ``unet predict``'s does when consumers pad by the package's
     halo (see :func:`unet.export.package_geometry`)."""
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        num_classes: int = 2,
-        base_channels: int = 64,
-        depth: int = 5,
-        padding: str = "valid",
-        dims: int = 2,
-        dropout: float = 0.5,
-        norm: str | None = None,
-        shift: int = 0,
-    ) -> None:
-        super().__init__(in_channels, num_classes, base_channels, depth, padding, dims, dropout,
-                         norm)  # fmt: skip
+    def __init__(self, shift: int = 0, **config: object) -> None:
+        super().__init__(**config)  # the arguments of :class:`UNet`
         self.shift = shift
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

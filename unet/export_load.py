@@ -75,13 +75,23 @@ def load_package(path: str | Path, map_location: Any = "cpu") -> tuple[Any, dict
     return model.eval(), spec
 
 
-def package_sha256(path: str | Path) -> str:
-    """The sha256 that identifies a package: of the zip file, or of a folder's rdf.yaml
-    (which holds the sha256 of every file of the package)."""
+def model_sha256(path: str | Path) -> str:
+    """The sha256 that identifies a model file: of a checkpoint or a zipped package, or of a
+    package folder's rdf.yaml (which holds the sha256 of every file of the package)."""
     from unet.io import sha256_file
 
     path = Path(path)
     return sha256_file(path / "rdf.yaml" if path.is_dir() else path)
+
+
+def load_network(path: str | Path, map_location: Any = "cpu") -> Any:
+    """The network of a checkpoint or of a package that ``unet export`` wrote (not in eval
+    mode, not checked: :func:`unet.predict.load_model` checks it once per run)."""
+    from unet.model import load_checkpoint
+
+    if is_package(path):
+        return load_package(path, map_location)[0]
+    return load_checkpoint(path, map_location=map_location)
 
 
 def _open_package(path: Path) -> tuple[dict[str, Any], Any]:

@@ -180,23 +180,14 @@ def _resources(job: Job) -> tuple[Any, Any, Any, str]:
             import torch
             import zarr
 
-            from unet.export_load import is_package, load_package
-            from unet.model import load_checkpoint
+            from unet.export_load import load_network
             from unet.readers import open_image
 
             release()
             if job.threads:
                 torch.set_num_threads(job.threads)
             device = resolve_device(job.device)  # "auto" on a remote worker: its own
-            model = (
-                (
-                    load_package(job.checkpoint, map_location=device)[0]
-                    if is_package(job.checkpoint)
-                    else load_checkpoint(job.checkpoint, map_location=device)
-                )
-                .to(device)
-                .eval()
-            )
+            model = load_network(job.checkpoint, map_location=device).to(device).eval()
             if device.startswith("cuda"):
                 fmt = torch.channels_last if model.config["dims"] == 2 else torch.channels_last_3d
                 model = model.to(memory_format=fmt)

@@ -31,8 +31,8 @@ from typing import Any
 from unet import __version__, inference, memory, ngff, normalize, shapes, tiler
 from unet import predict_parts as parts
 from unet.errors import InputError
-from unet.export_load import is_package, load_package, package_sha256
-from unet.io import create_exclusive, sha256_file
+from unet.export_load import is_package, load_package, model_sha256
+from unet.io import create_exclusive
 
 DTYPES = ("float32", "float16", "uint8")
 AMPS = ("none", "bf16", "fp16")
@@ -221,7 +221,7 @@ def run(checkpoint: str | Path, source: str | Path, target: str | Path, opts: Op
         _check_image(image, model.config, source, checkpoint)
         tiling, peak, budget = plan(model, image, opts, device)
         scaling = normalize.resolve(spec, image)
-        sha = package_sha256(checkpoint) if is_package(checkpoint) else sha256_file(checkpoint)
+        sha = model_sha256(checkpoint)
         params = _params(model, sha, source, image, tiling, scaling, opts)
         provenance = dict(
             checkpoint=str(checkpoint.resolve()), source_dtype=str(image.dtype),

@@ -43,7 +43,7 @@ from typing import Any
 
 from unet import ngff, predict
 from unet.errors import InputError
-from unet.export_load import is_package, package_sha256
+from unet.export_load import model_sha256
 from unet.io import sha256_file, write_text_atomic
 from unet.readers import open_image
 
@@ -241,9 +241,7 @@ def run(
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"OUTDIR {outdir}: exists and is not a folder; expected a folder")
     predict.load_model(checkpoint)  # a bad checkpoint fails the run, not every row
-    params = parameters(
-        package_sha256(checkpoint) if is_package(checkpoint) else sha256_file(checkpoint), opts
-    )
+    params = parameters(model_sha256(checkpoint), opts)
     inner = dataclasses.replace(opts, progress=False)
     (outdir / RECORDS).mkdir(parents=True, exist_ok=True)
     rows, total = [], len(table.entries)
